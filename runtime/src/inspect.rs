@@ -1,0 +1,1 @@
+//! `railbox inspect`: what a transport component asks of the host.
