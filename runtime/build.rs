@@ -8,9 +8,15 @@ use std::process::Command;
 
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets this"));
-    let root = manifest.parent().expect("runtime/ sits in the workspace").to_path_buf();
+    let root = manifest
+        .parent()
+        .expect("runtime/ sits in the workspace")
+        .to_path_buf();
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets this"));
-    println!("cargo:rerun-if-changed={}", root.join("transports").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("transports").display()
+    );
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
     println!("cargo:rerun-if-env-changed=RAILBOX_SKIP_BUILTIN");
 
@@ -24,13 +30,17 @@ fn main() {
         build_wasm(&root, &wasm_target, &packages);
     }
 
-    let mut code = String::from("/// Transports compiled into this binary: (file name, wasm bytes).\n");
+    let mut code =
+        String::from("/// Transports compiled into this binary: (file name, wasm bytes).\n");
     code.push_str("pub const BUILTIN: &[(&str, &[u8])] = &[\n");
     for (package, _) in &packages {
         let file = package.replace('-', "_") + ".wasm";
         let path = wasm_target.join("wasm32-wasip2").join("wasm").join(&file);
         assert!(path.exists(), "{} was not built", path.display());
-        code.push_str(&format!("    ({file:?}, include_bytes!({:?})),\n", path.display().to_string()));
+        code.push_str(&format!(
+            "    ({file:?}, include_bytes!({:?})),\n",
+            path.display().to_string()
+        ));
     }
     code.push_str("];\n");
     fs::write(out.join("builtin.rs"), code).expect("writing builtin.rs");
@@ -50,7 +60,11 @@ fn transport_packages(dir: &Path) -> Vec<(String, PathBuf)> {
         let name = text
             .lines()
             .skip_while(|l| l.trim() != "[package]")
-            .find_map(|l| l.trim().strip_prefix("name = ").map(|v| v.trim_matches('"').to_string()));
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("name = ")
+                    .map(|v| v.trim_matches('"').to_string())
+            });
         if let Some(name) = name {
             found.push((name, entry.path()));
         }
@@ -63,16 +77,30 @@ fn build_wasm(root: &Path, target_dir: &Path, packages: &[(String, PathBuf)]) {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
-        .args(["build", "--profile", "wasm", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--profile",
+            "wasm",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(target_dir);
     for (package, _) in packages {
         cmd.args(["-p", package]);
     }
     // The outer build's settings are for the host, not for wasm.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+    ] {
         cmd.env_remove(var);
     }
     cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Clink-arg=-zstack-size=65536");
-    let status = cmd.status().expect("running cargo for the built-in transports");
+    let status = cmd
+        .status()
+        .expect("running cargo for the built-in transports");
     assert!(status.success(), "building the built-in transports failed");
 }

@@ -57,14 +57,10 @@ impl Signers {
         let signer = self.by_service.get(&grant.signing_name).ok_or_else(|| {
             Error::InternalError(Some(format!("no signer for {}", grant.signing_name)))
         })?;
-        let credentials = signer
-            .provider
-            .provide_credentials()
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "no AWS credentials");
-                Error::InternalError(Some("no AWS credentials available to sign with".into()))
-            })?;
+        let credentials = signer.provider.provide_credentials().await.map_err(|e| {
+            tracing::warn!(error = %e, "no AWS credentials");
+            Error::InternalError(Some("no AWS credentials available to sign with".into()))
+        })?;
 
         let (mut parts, body) = req.into_parts();
         let body = collect_limited(body, max_body).await?;
@@ -97,7 +93,9 @@ impl Signers {
         instructions.apply_to_request_http1x(&mut signed);
         parts.headers = signed.headers().clone();
         tracing::debug!(service = %grant.signing_name, action = %action, "signed aws request");
-        let body = Full::new(body).map_err(|never| match never {}).boxed_unsync();
+        let body = Full::new(body)
+            .map_err(|never| match never {})
+            .boxed_unsync();
         Ok(Request::from_parts(parts, body))
     }
 }

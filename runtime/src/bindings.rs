@@ -10,6 +10,7 @@ mod generated {
         world: "transport",
         imports: { default: async | trappable },
         exports: { default: async },
+        additional_derives: [PartialEq],
         with: {
             "railbox:transport/byte-stream.connection": crate::stream::Connection,
         },
@@ -17,8 +18,8 @@ mod generated {
 }
 
 pub use generated::exports::railbox::transport::session_api;
-pub use generated::{Transport, TransportPre};
 pub use generated::railbox::transport::{aws, byte_stream, logging, types};
+pub use generated::{Transport, TransportPre};
 
 /// The WIT package the host implements.
 pub const PACKAGE: &str = "railbox:transport";
@@ -28,3 +29,20 @@ pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0"];
 
 /// The exported interface a transport must provide, without its version.
 pub const SESSION_INTERFACE: &str = "railbox:transport/session-api";
+
+/// Say a transport's error in one line for users, `not found: web-1`.
+///
+/// The generated `Display` prints the variant's Rust spelling instead.
+pub fn describe_error(error: &types::Error) -> String {
+    use types::Error as E;
+    let (kind, message) = match error {
+        E::InvalidTarget(m) => ("invalid target", m),
+        E::NotFound(m) => ("not found", m),
+        E::Denied(m) => ("denied", m),
+        E::Timeout(m) => ("timed out", m),
+        E::Unsupported(m) => ("unsupported", m),
+        E::Protocol(m) => ("protocol error", m),
+        E::Io(m) => ("i/o error", m),
+    };
+    format!("{kind}: {message}")
+}

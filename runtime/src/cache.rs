@@ -9,7 +9,9 @@
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt};
+use std::os::unix::fs::{
+    DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt,
+};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
@@ -99,7 +101,9 @@ impl CodeCache {
     fn try_store(&self, digest: &str, component: &Component) -> Result<()> {
         let bytes = component.serialize().map_err(anyhow::Error::from)?;
         let path = self.entry_path(digest);
-        let tmp = self.dir.join(format!(".{digest}.{}.tmp", std::process::id()));
+        let tmp = self
+            .dir
+            .join(format!(".{digest}.{}.tmp", std::process::id()));
         let mut file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)

@@ -1,6 +1,458 @@
-//! The railbox command line.
+//! The railbox command line: one CLI for every transport, picked by the
+//! target URL's scheme.
+//!
+//! Errors are one line on stderr, `railbox: ...`, and the exit status says
+//! what kind of failure it was (see [`exit`]); `run` exits with the remote
+//! command's own status.
 
-/// Run the CLI.
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+use std::io::{IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::connect::{self, ConnectError, Request};
+use crate::engine::{Runtime, RuntimeConfig};
+use crate::policy::PolicyFile;
+use crate::session::{ProgressFn, Session, SessionError};
+
+/// Exit statuses railbox uses for its own failures.
+pub mod exit {
+    /// The remote command did not finish within its timeout.
+    pub const TIMEOUT: u8 = 124;
+    /// railbox could not start: bad arguments, URL, option, policy or
+    /// transport file.
+    pub const USAGE: u8 = 125;
+    /// The transport or target failed: not found, denied, unreachable,
+    /// protocol error, or the transport itself crashed.
+    pub const TRANSPORT: u8 = 255;
+}
+
+/// Run commands on remote machines through sandboxed WebAssembly transports.
+///
+/// The target URL's scheme picks the transport, e.g.
+/// `awsssm://i-0123456789abcdef0/?execution_timeout=600`.
+#[derive(Debug, Parser)]
+#[command(name = "railbox", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a shell command on the target and exit with its status.
+    Run(RunArgs),
+    /// Copy a local file to the target.
+    Upload(UploadArgs),
+    /// Copy a file from the target to a local path.
+    Download(DownloadArgs),
+    /// List the built-in and installed transports.
+    Transports(TransportsArgs),
+    /// Show what a transport component imports, declares and may reach.
+    Inspect(InspectArgs),
+}
+
+/// Options shared by every command that connects to a target.
+#[derive(Debug, Args)]
+struct ConnectArgs {
+    /// Target URL, such as awsssm://i-0123456789abcdef0/.
+    url: String,
+
+    /// Set a transport option, as if in the URL's query (repeatable).
+    #[arg(short = 'o', long = "option", value_name = "NAME=VALUE", value_parser = parse_option)]
+    options: Vec<(String, String)>,
+
+    /// Load a transport from this .wasm file before the installed ones (repeatable).
+    #[arg(long = "transport", value_name = "PATH")]
+    transports: Vec<PathBuf>,
+
+    /// Apply this policy file on top of the transport's defaults.
+    #[arg(long, value_name = "FILE", env = "RAILBOX_POLICY")]
+    policy: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+
+    /// Give up on the command after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600.0)]
+    timeout: f64,
+
+    /// Print one JSON object with stdout, stderr and exit status.
+    #[arg(long)]
+    json: bool,
+
+    /// The command and its arguments, joined with spaces for the remote shell.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct UploadArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+
+    /// Local file to send.
+    local: PathBuf,
+
+    /// Path to write on the target.
+    remote: String,
+}
+
+#[derive(Debug, Args)]
+struct DownloadArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+
+    /// Path of the file on the target.
+    remote: String,
+
+    /// Local path to write.
+    local: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct TransportsArgs {
+    /// Also load this .wasm file (repeatable).
+    #[arg(long = "transport", value_name = "PATH")]
+    transports: Vec<PathBuf>,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// The transport component to inspect.
+    file: PathBuf,
+
+    /// Show the effective policy for this target URL.
+    #[arg(long, value_name = "URL")]
+    target: Option<String>,
+
+    /// Apply this policy file when showing the effective policy.
+    #[arg(long, value_name = "FILE", env = "RAILBOX_POLICY")]
+    policy: Option<PathBuf>,
+
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_option(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("expected NAME=VALUE, got {text:?}")),
+    }
+}
+
+/// A failure, with the exit status it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit status.
+    pub code: u8,
+    /// One-line message.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure before reaching the target.
+    pub fn usage(message: impl ToString) -> Failure {
+        Failure {
+            code: exit::USAGE,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl From<ConnectError> for Failure {
+    fn from(err: ConnectError) -> Failure {
+        match err {
+            ConnectError::Session(e) => e.into(),
+            other => Failure::usage(other),
+        }
+    }
+}
+
+impl From<SessionError> for Failure {
+    fn from(err: SessionError) -> Failure {
+        let code = if err.is_timeout() {
+            exit::TIMEOUT
+        } else {
+            exit::TRANSPORT
+        };
+        Failure {
+            code,
+            message: err.to_string(),
+        }
+    }
+}
+
+/// Parse the command line, run it and return the exit status.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { exit::USAGE } else { 0 };
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&Failure::usage(format!("cannot start: {e}"))),
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => fail(&failure),
+    }
+}
+
+fn fail(failure: &Failure) -> ExitCode {
+    let message = failure.message.replace('\n', " ");
+    eprintln!("railbox: {message}");
+    ExitCode::from(failure.code)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RAILBOX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("railbox=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime =
+        Runtime::new(RuntimeConfig::default()).map_err(|e| Failure::usage(format!("{e:#}")))?;
+    match cli.command {
+        Command::Run(args) => run(&runtime, args).await,
+        Command::Upload(args) => upload(&runtime, args).await,
+        Command::Download(args) => download(&runtime, args).await,
+        Command::Transports(args) => {
+            crate::inspect::list(&runtime, &args.transports, args.json).await
+        }
+        Command::Inspect(args) => {
+            let policy = load_policy(args.policy.as_ref())?;
+            crate::inspect::inspect(
+                &runtime,
+                &args.file,
+                args.target.as_deref(),
+                policy,
+                args.json,
+            )
+            .await
+        }
+    }
+}
+
+fn load_policy(path: Option<&PathBuf>) -> Result<Option<PolicyFile>, Failure> {
+    path.map(|p| PolicyFile::load(p).map_err(Failure::usage))
+        .transpose()
+}
+
+async fn open(
+    runtime: &Arc<Runtime>,
+    args: &ConnectArgs,
+    progress: Option<ProgressFn>,
+) -> Result<Session, Failure> {
+    let request = Request {
+        url: args.url.clone(),
+        options: args.options.clone(),
+        transports: args.transports.clone(),
+        policy: load_policy(args.policy.as_ref())?,
+    };
+    let (_, session) = connect::connect(runtime, &request, progress)
+        .await
+        .map_err(|e| context(&args.url, e.into()))?;
+    Ok(session)
+}
+
+fn context(url: &str, failure: Failure) -> Failure {
+    Failure {
+        code: failure.code,
+        message: format!("{}: {}", crate::target::redact(url), failure.message),
+    }
+}
+
+async fn run(runtime: &Arc<Runtime>, args: RunArgs) -> Result<u8, Failure> {
+    let timeout = Duration::try_from_secs_f64(args.timeout)
+        .ok()
+        .filter(|t| !t.is_zero())
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "--timeout must be a positive number of seconds, got {}",
+                args.timeout
+            ))
+        })?;
+    let command = args.command.join(" ");
+    let result = async {
+        let mut session = open(runtime, &args.connect, None).await?;
+        let output = session.run(&command, timeout).await;
+        let _ = session.close().await;
+        output.map_err(|e| context(&args.connect.url, e.into()))
+    }
+    .await;
+    match (result, args.json) {
+        (Ok(output), false) => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&output.stdout).and_then(|()| out.flush());
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(&output.stderr).and_then(|()| err.flush());
+            Ok(exit_status(output.exit_status))
+        }
+        (Ok(output), true) => {
+            let mut value = json!({ "exit_status": output.exit_status });
+            put_bytes(&mut value, "stdout", &output.stdout);
+            put_bytes(&mut value, "stderr", &output.stderr);
+            println!("{value}");
+            Ok(exit_status(output.exit_status))
+        }
+        (Err(failure), true) => {
+            println!(
+                "{}",
+                json!({ "error": failure.message, "exit_status": failure.code })
+            );
+            Ok(failure.code)
+        }
+        (Err(failure), false) => Err(failure),
+    }
+}
+
+/// Map a remote exit status to this process's, 0 to 255; anything outside
+/// that range becomes 255.
+fn exit_status(status: i32) -> u8 {
+    u8::try_from(status).unwrap_or(exit::TRANSPORT)
+}
+
+/// Put bytes in a JSON object as text when they are UTF-8, else as base64
+/// under `<key>_base64`.
+fn put_bytes(value: &mut serde_json::Value, key: &str, bytes: &[u8]) {
+    use base64::Engine as _;
+    match std::str::from_utf8(bytes) {
+        Ok(text) => value[key] = json!(text),
+        Err(_) => {
+            value[key] = json!(String::from_utf8_lossy(bytes));
+            value[format!("{key}_base64")] =
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+        }
+    }
+}
+
+async fn upload(runtime: &Arc<Runtime>, args: UploadArgs) -> Result<u8, Failure> {
+    let data = std::fs::read(&args.local)
+        .map_err(|e| Failure::usage(format!("cannot read {}: {e}", args.local.display())))?;
+    let mode = file_mode(&args.local);
+    let (bar, progress) = progress_bar(data.len() as u64);
+    let mut session = open(runtime, &args.connect, progress).await?;
+    let sent = session.upload(&args.remote, &data, mode).await;
+    let _ = session.close().await;
+    bar.finish_and_clear();
+    sent.map_err(|e| context(&args.connect.url, e.into()))?;
+    Ok(0)
+}
+
+async fn download(runtime: &Arc<Runtime>, args: DownloadArgs) -> Result<u8, Failure> {
+    let (bar, progress) = progress_bar(0);
+    let mut session = open(runtime, &args.connect, progress).await?;
+    let data = session.download(&args.remote).await;
+    let _ = session.close().await;
+    bar.finish_and_clear();
+    let data = data.map_err(|e| context(&args.connect.url, e.into()))?;
+    write_atomically(&args.local, &data)
+        .map_err(|e| Failure::usage(format!("cannot write {}: {e}", args.local.display())))?;
+    Ok(0)
+}
+
+fn file_mode(path: &PathBuf) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o7777)
+}
+
+/// Write a file through a temporary file in the same directory, so a failed
+/// download never leaves a partial file behind.
+fn write_atomically(path: &PathBuf, data: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(data)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// A progress bar on a terminal, hidden otherwise, and the callback that
+/// drives it.
+fn progress_bar(total: u64) -> (indicatif::ProgressBar, Option<ProgressFn>) {
+    if !std::io::stderr().is_terminal() {
+        return (indicatif::ProgressBar::hidden(), None);
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let driven = bar.clone();
+    let report: ProgressFn = Arc::new(move |operation: &str, done: u64, total: u64| {
+        driven.set_message(operation.to_string());
+        driven.set_length(total);
+        driven.set_position(done);
+    });
+    (bar, Some(report))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_argument_has_help() {
+        fn check(cmd: &clap::Command) {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                assert!(
+                    builtin || arg.get_help().is_some(),
+                    "{} {} has no help text",
+                    cmd.get_name(),
+                    arg.get_id()
+                );
+            }
+            cmd.get_subcommands().for_each(check);
+        }
+        check(&Cli::command());
+    }
+
+    #[test]
+    fn remote_statuses_outside_a_byte_become_255() {
+        assert_eq!(exit_status(0), 0);
+        assert_eq!(exit_status(123), 123);
+        assert_eq!(exit_status(-1), 255);
+        assert_eq!(exit_status(300), 255);
+    }
 }

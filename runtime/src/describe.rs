@@ -28,7 +28,10 @@ pub fn validate(d: &Description) -> Result<(), String> {
     }
     for (i, option) in d.options.iter().enumerate() {
         if !is_word(&option.name) {
-            return Err(format!("option name {:?} is not a lowercase word", option.name));
+            return Err(format!(
+                "option name {:?} is not a lowercase word",
+                option.name
+            ));
         }
         if d.options[..i].iter().any(|o| o.name == option.name) {
             return Err(format!("option {:?} is declared twice", option.name));
@@ -39,12 +42,18 @@ pub fn validate(d: &Description) -> Result<(), String> {
     }
     for stream in &d.needs.streams {
         if !d.schemes.contains(&stream.scheme) {
-            return Err(format!("it needs a stream for scheme {:?}, which it does not serve", stream.scheme));
+            return Err(format!(
+                "it needs a stream for scheme {:?}, which it does not serve",
+                stream.scheme
+            ));
         }
     }
     for service in &d.needs.aws {
         if !is_word(&service.signing_name) || !is_word(&service.endpoint_prefix) {
-            return Err(format!("AWS service {:?} has a bad name", service.signing_name));
+            return Err(format!(
+                "AWS service {:?} has a bad name",
+                service.signing_name
+            ));
         }
     }
     Ok(())
@@ -54,7 +63,8 @@ fn is_word(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.starts_with(|c: char| c.is_ascii_lowercase())
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c))
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c))
 }
 
 /// The HTTP and stream grants a description asks for, for one target. AWS
@@ -80,7 +90,9 @@ fn stream_grant(source: StreamSource, target: &Target) -> Result<StreamGrant, Po
     match source {
         StreamSource::DevicePath => {
             if !target.path.starts_with('/') || target.path.len() < 2 {
-                return Err(bad("the URL must name a device path, like serial:///dev/ttyS0"));
+                return Err(bad(
+                    "the URL must name a device path, like serial:///dev/ttyS0",
+                ));
             }
             Ok(StreamGrant::Device {
                 path: target.path.clone(),
@@ -90,7 +102,9 @@ fn stream_grant(source: StreamSource, target: &Target) -> Result<StreamGrant, Po
             let host = target.host.clone().filter(|h| !h.is_empty());
             match (host, target.port) {
                 (Some(host), Some(port)) => Ok(StreamGrant::Tcp { host, port }),
-                _ => Err(bad("the URL must name a host and port, like serial+tcp://console:7001")),
+                _ => Err(bad(
+                    "the URL must name a host and port, like serial+tcp://console:7001",
+                )),
             }
         }
     }
@@ -107,7 +121,9 @@ fn expand(template: &str, target: &Target) -> Result<Option<HttpRule>, PolicyErr
     };
     let whole = template.starts_with('{')
         && template.ends_with('}')
-        && template[1..template.len() - 1].chars().all(|c| c != '{' && c != '}');
+        && template[1..template.len() - 1]
+            .chars()
+            .all(|c| c != '{' && c != '}');
     let mut out = String::new();
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -119,14 +135,24 @@ fn expand(template: &str, target: &Target) -> Result<Option<HttpRule>, PolicyErr
         let Some(value) = option_text(target, name) else {
             return Ok(None);
         };
-        if !whole && !value.chars().all(|c| c.is_ascii_alphanumeric() || "-.".contains(c)) {
-            return Err(bad(format!("option {name} must be a plain name, got {value:?}")));
+        if !whole
+            && !value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c))
+        {
+            return Err(bad(format!(
+                "option {name} must be a plain name, got {value:?}"
+            )));
         }
         out.push_str(&value);
         rest = &rest[open + close + 1..];
     }
     out.push_str(rest);
-    let origin = if whole { Origin::User } else { Origin::Transport };
+    let origin = if whole {
+        Origin::User
+    } else {
+        Origin::Transport
+    };
     HttpRule::parse(&out, origin).map(Some)
 }
 
@@ -159,9 +185,12 @@ mod tests {
 
     #[test]
     fn templates_take_plain_option_values() {
-        let rule = expand("https://api.{region}.example.com", &target(&[("region", "eu-west-1")]))
-            .unwrap()
-            .unwrap();
+        let rule = expand(
+            "https://api.{region}.example.com",
+            &target(&[("region", "eu-west-1")]),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(rule.to_string(), "https://api.eu-west-1.example.com:443");
         assert_eq!(rule.origin, Origin::Transport);
     }

@@ -7,11 +7,11 @@
 //! outgoing HTTP to named endpoints, AWS requests signed by the host, and the
 //! one byte stream the target URL names.
 
-
 pub mod aws;
 pub mod bindings;
 pub mod cache;
 pub mod cli;
+pub mod connect;
 pub mod describe;
 pub mod engine;
 pub mod guest_output;

@@ -7,12 +7,12 @@
 
 use wasmtime::Engine;
 use wasmtime::component::{HasData, HasSelf, Linker};
+use wasmtime_wasi::WasiView as _;
 use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
 use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
 use wasmtime_wasi::random::WasiRandom;
-use wasmtime_wasi::WasiView as _;
 
 use crate::session::SessionState;
 

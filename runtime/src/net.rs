@@ -260,7 +260,9 @@ async fn connect_and_send(
     // The request line carries only the path; the host goes in `Host`.
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     *req.uri_mut() = path.parse().map_err(|_| Error::HttpRequestUriInvalid)?;
-    let first_byte = options.first_byte_timeout.unwrap_or(Duration::from_secs(60));
+    let first_byte = options
+        .first_byte_timeout
+        .unwrap_or(Duration::from_secs(60));
     tokio::time::timeout(first_byte, sender.send_request(req))
         .await
         .map_err(|_| Error::ConnectionReadTimeout)?
@@ -329,7 +331,10 @@ impl Body for CappedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 let len = frame.data_ref().map_or(0, |d| d.len() as u64);
                 if len > this.remaining {
-                    tracing::warn!(cap = this.cap, "http response body exceeds the policy's cap");
+                    tracing::warn!(
+                        cap = this.cap,
+                        "http response body exceeds the policy's cap"
+                    );
                     return Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(this.cap)))));
                 }
                 this.remaining -= len;

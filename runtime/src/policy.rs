@@ -57,7 +57,9 @@ impl HttpRule {
         if !url.username().is_empty() || url.password().is_some() {
             return Err(bad("an endpoint must not carry a user or password"));
         }
-        let host = url.host_str().ok_or_else(|| bad("the endpoint has no host"))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| bad("the endpoint has no host"))?;
         let port = url
             .port_or_known_default()
             .ok_or_else(|| bad("the endpoint has no port"))?;
@@ -71,7 +73,9 @@ impl HttpRule {
 
     /// Whether a request to this scheme, host and port matches the rule.
     pub fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
-        self.scheme.eq_ignore_ascii_case(scheme) && self.host == normalize_host(host) && self.port == port
+        self.scheme.eq_ignore_ascii_case(scheme)
+            && self.host == normalize_host(host)
+            && self.port == port
     }
 
     /// Whether the user named a local address here explicitly, so that the
@@ -82,7 +86,11 @@ impl HttpRule {
 
     /// The rule's host as an IP address, if it is a literal.
     pub fn ip(&self) -> Option<IpAddr> {
-        self.host.trim_start_matches('[').trim_end_matches(']').parse().ok()
+        self.host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()
     }
 }
 

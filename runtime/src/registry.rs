@@ -60,7 +60,9 @@ impl Candidate {
     /// Load and describe the candidate.
     pub async fn load(&self, runtime: &Arc<Runtime>) -> Result<Transport, RegistryError> {
         match (self.bytes, &self.source) {
-            (Some(bytes), _) => Ok(Transport::load(runtime, bytes, self.source.clone(), &self.label).await?),
+            (Some(bytes), _) => {
+                Ok(Transport::load(runtime, bytes, self.source.clone(), &self.label).await?)
+            }
             (None, Source::File(path)) => {
                 let bytes = std::fs::read(path).map_err(|e| RegistryError::Read {
                     path: path.display().to_string(),
@@ -105,7 +107,11 @@ fn builtin_label(file: &str) -> String {
 /// Directories searched for installed transports.
 pub fn search_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("RAILBOX_TRANSPORT_PATH")
-        .map(|v| std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect())
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(data) = dirs::data_dir() {
         dirs.push(data.join("railbox").join("transports"));
@@ -131,6 +137,10 @@ pub async fn find(
     known.dedup();
     Err(RegistryError::UnknownScheme {
         scheme: scheme.to_string(),
-        known: if known.is_empty() { "none".into() } else { known.join(", ") },
+        known: if known.is_empty() {
+            "none".into()
+        } else {
+            known.join(", ")
+        },
     })
 }

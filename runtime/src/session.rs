@@ -173,7 +173,7 @@ fn epoch_reached(ctx: StoreContextMut<'_, SessionState>) -> wasmtime::Result<Upd
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     /// The transport reported an expected failure.
-    #[error("{0}")]
+    #[error("{}", crate::bindings::describe_error(.0))]
     Transport(types::Error),
     /// The transport misbehaved: it trapped, panicked or ran out of a limit.
     #[error("transport {transport} failed: {reason}")]
@@ -246,10 +246,11 @@ impl Session {
             transport: name.clone(),
             reason,
         };
-        let instance = tokio::time::timeout(call_timeout, transport.pre().instantiate_async(&mut store))
-            .await
-            .map_err(|_| failed("instantiation timed out".into()))?
-            .map_err(|e| failed(describe_trap(&e)))?;
+        let instance =
+            tokio::time::timeout(call_timeout, transport.pre().instantiate_async(&mut store))
+                .await
+                .map_err(|_| failed("instantiation timed out".into()))?
+                .map_err(|e| failed(describe_trap(&e)))?;
         let api = instance.railbox_transport_session_api().clone();
         let mut session = Session {
             store,
@@ -331,11 +332,9 @@ impl Session {
         let handle = self.live()?;
         self.arm();
         let wall = self.call_timeout;
-        let result = tokio::time::timeout(
-            wall,
-            self.api.session().call_close(&mut self.store, handle),
-        )
-        .await;
+        let result =
+            tokio::time::timeout(wall, self.api.session().call_close(&mut self.store, handle))
+                .await;
         let closed = self.settle(wall, result);
         if let State::Open(handle) = std::mem::replace(&mut self.state, State::Closed) {
             let _ = handle.resource_drop_async(&mut self.store).await;
@@ -381,7 +380,7 @@ impl Session {
                 limit,
             },
         };
-        tracing::warn!(transport = %self.transport, error = %err, "session broken");
+        tracing::debug!(transport = %self.transport, error = %err, "session broken");
         self.state = State::Broken(err.to_string());
         Err(err)
     }

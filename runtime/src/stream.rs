@@ -122,8 +122,7 @@ impl Connection {
                 let port = port.clone();
                 blocking(move || {
                     let port = port.lock().map_err(|_| poisoned())?;
-                    port.set_break()
-                        .map_err(|e| Error::Io(e.to_string()))?;
+                    port.set_break().map_err(|e| Error::Io(e.to_string()))?;
                     std::thread::sleep(Duration::from_millis(250));
                     port.clear_break().map_err(|e| Error::Io(e.to_string()))
                 })

@@ -137,7 +137,10 @@ pub fn resolve(
     let mut secrets = Secrets::default();
     for (name, value) in &given {
         let spec = find_spec(description, name)?;
-        if options.iter().any(|(n, _): &(String, OptionValue)| n == name) {
+        if options
+            .iter()
+            .any(|(n, _): &(String, OptionValue)| n == name)
+        {
             return Err(TargetError::Duplicate(name.clone()));
         }
         if spec.secret {
@@ -184,7 +187,11 @@ fn known_options(description: &Description) -> String {
     if description.options.is_empty() {
         return "none".into();
     }
-    let names: Vec<_> = description.options.iter().map(|o| o.name.as_str()).collect();
+    let names: Vec<_> = description
+        .options
+        .iter()
+        .map(|o| o.name.as_str())
+        .collect();
     names.join(", ")
 }
 
@@ -193,7 +200,11 @@ pub fn coerce(spec: &OptionSpec, text: &str) -> Result<OptionValue, TargetError>
     let bad = |expected| TargetError::BadValue {
         name: spec.name.clone(),
         expected,
-        value: if spec.secret { String::new() } else { text.to_string() },
+        value: if spec.secret {
+            String::new()
+        } else {
+            text.to_string()
+        },
     };
     let text = text.trim();
     match spec.type_ {
@@ -275,7 +286,10 @@ mod tests {
     fn query_values_are_coerced_to_their_declared_types() {
         let url = parse_url("demo://host/?execution_timeout=600&ratio=0.5&verbose=yes").unwrap();
         let r = resolve(&url, &description(), &[]).unwrap();
-        assert_eq!(value(&r, "execution_timeout"), Some(&OptionValue::Integer(600)));
+        assert_eq!(
+            value(&r, "execution_timeout"),
+            Some(&OptionValue::Integer(600))
+        );
         assert_eq!(value(&r, "ratio"), Some(&OptionValue::Float(0.5)));
         assert_eq!(value(&r, "verbose"), Some(&OptionValue::Boolean(true)));
     }
@@ -284,7 +298,10 @@ mod tests {
     fn defaults_fill_options_the_user_left_out() {
         let url = parse_url("demo://host/").unwrap();
         let r = resolve(&url, &description(), &[]).unwrap();
-        assert_eq!(value(&r, "execution_timeout"), Some(&OptionValue::Integer(60)));
+        assert_eq!(
+            value(&r, "execution_timeout"),
+            Some(&OptionValue::Integer(60))
+        );
         assert_eq!(value(&r, "verbose"), Some(&OptionValue::Boolean(false)));
         assert_eq!(value(&r, "region"), None);
     }
@@ -304,7 +321,10 @@ mod tests {
         let url = parse_url("demo://host/?colour=red").unwrap();
         let err = resolve(&url, &description(), &[]).unwrap_err().to_string();
         assert!(err.contains(r#"unknown option "colour" for demo"#), "{err}");
-        assert!(err.contains("execution_timeout, ratio, verbose, region, password"), "{err}");
+        assert!(
+            err.contains("execution_timeout, ratio, verbose, region, password"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -329,8 +349,14 @@ mod tests {
         let url = parse_url("demo://host/").unwrap();
         let extra = [("region".to_string(), "eu-west-1".to_string())];
         let r = resolve(&url, &description(), &extra).unwrap();
-        assert_eq!(value(&r, "region"), Some(&OptionValue::String("eu-west-1".into())));
-        let twice = [("region".to_string(), "a".to_string()), ("region".to_string(), "b".to_string())];
+        assert_eq!(
+            value(&r, "region"),
+            Some(&OptionValue::String("eu-west-1".into()))
+        );
+        let twice = [
+            ("region".to_string(), "a".to_string()),
+            ("region".to_string(), "b".to_string()),
+        ];
         assert_eq!(
             resolve(&url, &description(), &twice).unwrap_err(),
             TargetError::Duplicate("region".into())

@@ -194,13 +194,20 @@ fn compile(
     digest: &str,
     label: &str,
 ) -> Result<Component, LoadError> {
-    if let Some(component) = runtime.cache().and_then(|c| c.load(runtime.engine(), digest)) {
+    if let Some(component) = runtime
+        .cache()
+        .and_then(|c| c.load(runtime.engine(), digest))
+    {
         tracing::debug!(transport = label, "loaded compiled code from the cache");
         return Ok(component);
     }
     let component = Component::new(runtime.engine(), wasm).map_err(|e| LoadError::Invalid {
         source_name: label.to_string(),
-        reason: format!("{e:#}").lines().next().unwrap_or_default().to_string(),
+        reason: format!("{e:#}")
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
     })?;
     if let Some(cache) = runtime.cache() {
         cache.store(digest, &component);
