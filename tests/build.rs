@@ -6,7 +6,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
 
-const GUESTS: &[&str] = &["probe", "sockets", "future"];
+const GUESTS: &[&str] = &["probe", "sockets", "future", "tiny"];
 
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets this"));

@@ -8,9 +8,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use aws_config::BehaviorVersion;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials as _, SharedCredentialsProvider};
 use aws_types::service_config::ServiceConfigKey;
 use bytes::Bytes;
@@ -24,6 +26,35 @@ use crate::policy::{AwsGrant, HttpRule, Origin, PolicyError};
 /// The signer for one AWS service, holding the credentials provider.
 struct Signer {
     provider: SharedCredentialsProvider,
+    /// Credentials from the last resolution, reused until near expiry: the
+    /// chain may read files or call a metadata service to produce them.
+    cached: tokio::sync::Mutex<Option<Credentials>>,
+}
+
+/// How long before their expiry cached credentials are renewed.
+const RENEW_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
+
+impl Signer {
+    fn new(provider: SharedCredentialsProvider) -> Signer {
+        Signer {
+            provider,
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn credentials(&self) -> Result<Credentials, CredentialsError> {
+        let mut cached = self.cached.lock().await;
+        let fresh_enough = |c: &Credentials| {
+            c.expiry()
+                .is_none_or(|at| at > SystemTime::now() + RENEW_BEFORE_EXPIRY)
+        };
+        if let Some(credentials) = cached.as_ref().filter(|c| fresh_enough(c)) {
+            return Ok(credentials.clone());
+        }
+        let credentials = self.provider.provide_credentials().await?;
+        *cached = Some(credentials.clone());
+        Ok(credentials)
+    }
 }
 
 /// Signers by signing name, shared by a session's HTTP gate.
@@ -57,7 +88,7 @@ impl Signers {
         let signer = self.by_service.get(&grant.signing_name).ok_or_else(|| {
             Error::InternalError(Some(format!("no signer for {}", grant.signing_name)))
         })?;
-        let credentials = signer.provider.provide_credentials().await.map_err(|e| {
+        let credentials = signer.credentials().await.map_err(|e| {
             tracing::warn!(error = %e, "no AWS credentials");
             Error::InternalError(Some("no AWS credentials available to sign with".into()))
         })?;
@@ -158,7 +189,7 @@ pub async fn resolve(services: &[AwsService], target: &Target) -> Result<AwsSetu
                 service: service.signing_name.clone(),
                 reason: "no credentials provider".into(),
             })?;
-        signers.insert(service.signing_name.clone(), Signer { provider });
+        signers.insert(service.signing_name.clone(), Signer::new(provider));
         grants.push(AwsGrant {
             signing_name: service.signing_name.clone(),
             region,

@@ -47,7 +47,9 @@ pub struct Request {
     pub policy: Option<PolicyFile>,
 }
 
-/// A transport with its resolved target and effective policy, not yet open.
+/// A transport with its resolved target and effective policy, not yet open;
+/// clone it to open many sessions to one target.
+#[derive(Clone)]
 pub struct Prepared {
     /// The transport serving the URL's scheme.
     pub transport: Transport,

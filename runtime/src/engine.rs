@@ -29,7 +29,8 @@ pub enum Allocation {
     /// that runs one session.
     OnDemand,
     /// Pre-reserve slots for this many live sessions; best for processes
-    /// that hold many sessions and instantiate often.
+    /// that hold many sessions and instantiate often. Each session's memory
+    /// is capped at 64 MiB, the size of one slot.
     Pooling {
         /// Maximum number of sessions alive at once.
         sessions: u32,
@@ -155,7 +156,9 @@ fn pooling_config(sessions: u32, limits: &Limits) -> PoolingAllocationConfig {
     p.total_memories(sessions.saturating_mul(limits.memories as u32));
     p.total_tables(sessions.saturating_mul(limits.tables as u32));
     p.total_stacks(sessions);
-    p.max_memory_size(limits.memory_bytes);
+    // A pool slot cannot be larger than the reservation compiled code
+    // assumes, so pooled sessions get at most that much memory.
+    p.max_memory_size(limits.memory_bytes.min(MEMORY_RESERVATION as usize));
     p.max_core_instances_per_component(limits.instances as u32);
     p.max_memories_per_component(limits.memories as u32);
     p.max_tables_per_component(limits.tables as u32);

@@ -280,17 +280,24 @@ fn server_name(dest: &Destination) -> Result<rustls::pki_types::ServerName<'stat
     ServerName::try_from(dest.host.clone()).map_err(|_| Error::HttpRequestUriInvalid)
 }
 
+/// The TLS client settings, built once per process and shared by every
+/// session: the root store alone is some 15 KiB.
 fn tls_config() -> Arc<rustls::ClientConfig> {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
-    };
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("the default protocol versions are supported")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Arc::new(config)
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+            };
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("the default protocol versions are supported")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Arc::new(config)
+        })
+        .clone()
 }
 
 /// A response body that fails once it exceeds the policy's byte cap or goes

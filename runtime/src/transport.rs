@@ -95,7 +95,8 @@ pub enum LoadError {
     },
 }
 
-/// A loaded transport, ready to open sessions.
+/// A loaded transport, ready to open sessions; clones share its compiled code.
+#[derive(Clone)]
 pub struct Transport {
     description: Description,
     digest: String,
