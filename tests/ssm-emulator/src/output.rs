@@ -28,6 +28,18 @@ const ERROR_BANNER: &str = "\n----------ERROR-------\n";
 const OUTPUT_MARK: &str = "\n---Output truncated---";
 const ERROR_MARK: &str = "\n---Error truncated----";
 
+/// Stderr as the agent reports it for a script that exited with `code`
+/// other than success: the agent adds a line of its own, `failed to run
+/// commands: exit status N`, after what the script wrote.
+pub(crate) fn with_failure_line(stderr: &Capture, code: i32) -> Capture {
+    let mut reported = stderr.clone();
+    if reported.head.last().is_some_and(|&b| b != b'\n') {
+        reported.push(b"\n");
+    }
+    reported.push(format!("failed to run commands: exit status {code}\n").as_bytes());
+    reported
+}
+
 /// The first bytes of one stream and how many bytes it produced in all.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Capture {

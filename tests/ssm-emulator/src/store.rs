@@ -142,15 +142,19 @@ impl Invocation {
         self.response_code = code;
         self.ended = Some(now);
         self.cancel = None;
-        self.stdout = output::stdout_content(&finished.stdout);
-        self.stderr = output::stderr_content(&finished.stderr);
-        let stderr = if code == 168 {
-            &output::Capture::default()
-        } else {
-            &finished.stderr
+        let stderr = match (state, code) {
+            (_, 168) => output::Capture::default(),
+            (State::Failed, _) => output::with_failure_line(&finished.stderr, code),
+            _ => finished.stderr.clone(),
         };
+        self.stdout = output::stdout_content(&finished.stdout);
+        self.stderr = output::stderr_content(if code == 168 {
+            &finished.stderr
+        } else {
+            &stderr
+        });
         self.plugin_output =
-            output::plugin_output(&finished.stdout, stderr, output::PLUGIN_OUTPUT_LIMIT);
+            output::plugin_output(&finished.stdout, &stderr, output::PLUGIN_OUTPUT_LIMIT);
     }
 
     /// Ends an invocation that never started, with `state`.

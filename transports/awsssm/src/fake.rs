@@ -291,12 +291,19 @@ impl Fake {
             }
             String::from_utf8_lossy(&bytes).into_owned()
         };
-        let stderr: String = cut(out.stderr).chars().take(8_000).collect();
-        (
-            cut(out.stdout),
-            stderr,
-            i64::from(out.status.code().unwrap_or(137)),
-        )
+        let code = out.status.code().unwrap_or(137);
+        let mut stderr = out.stderr;
+        if code != 0 {
+            // The agent reports a failed script on stderr in a line of its own.
+            if stderr.last().is_some_and(|&b| b != b'\n') {
+                stderr.push(b'\n');
+            }
+            stderr.extend_from_slice(
+                format!("failed to run commands: exit status {code}\n").as_bytes(),
+            );
+        }
+        let stderr: String = cut(stderr).chars().take(8_000).collect();
+        (cut(out.stdout), stderr, i64::from(code))
     }
 
     fn get_invocation(&self, body: &Value) -> Reply {

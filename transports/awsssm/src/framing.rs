@@ -215,8 +215,18 @@ pub fn sha256_hex(data: &[u8]) -> String {
 }
 
 /// Decode base64 text as the instance printed it, line breaks and all.
+///
+/// The base64 ends at the first line that is not base64: when a script exits
+/// non-zero the agent adds its own line to stderr (`failed to run commands:
+/// exit status 1`). The caller's size and sha256 check what was decoded.
 pub fn decode(text: &str) -> Result<Vec<u8>, String> {
-    let compact: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    let is_base64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=');
+    let compact: Vec<u8> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|line| line.bytes().all(is_base64))
+        .flat_map(str::bytes)
+        .collect();
     STANDARD
         .decode(&compact)
         .map_err(|e| format!("bad base64 from the instance: {e}"))
@@ -407,7 +417,16 @@ mod tests {
     fn decode_ignores_line_breaks() {
         assert_eq!(decode("QUJD\nREVG\n").unwrap(), b"ABCDEF");
         assert_eq!(decode("").unwrap(), b"");
-        assert!(decode("Q!!D").is_err());
+        assert!(decode("QUJ").is_err());
+        // Text that is not base64 ends it; the size and sha256 checks catch a
+        // stream that lost its tail this way.
+        assert_eq!(decode("Q!!D").unwrap(), b"");
+        let agent = "QUJD\nREVG\nfailed to run commands: exit status 3\n";
+        assert_eq!(decode(agent).unwrap(), b"ABCDEF");
+        assert_eq!(
+            decode("failed to run commands: exit status 1").unwrap(),
+            b""
+        );
     }
 
     #[test]

@@ -34,13 +34,23 @@ async fn a_successful_script_reports_its_output_and_timestamps() {
 #[tokio::test]
 async fn a_failing_script_reports_its_exit_code() {
     let setup = start(config(1)).await;
-    let id = send(&setup.client, &[instance(1)], &["echo partial", "exit 3"]).await;
+    let id = send(
+        &setup.client,
+        &[instance(1)],
+        &["echo partial", "printf oops >&2", "exit 3"],
+    )
+    .await;
     let out = finished(&setup.client, &id, &instance(1)).await;
 
     assert_eq!(out.status(), Some(&CommandInvocationStatus::Failed));
     assert_eq!(out.status_details(), Some("Failed"));
     assert_eq!(out.response_code(), 3);
     assert_eq!(out.standard_output_content(), Some("partial\n"));
+    // The agent reports the failure on stderr, on a line of its own.
+    assert_eq!(
+        out.standard_error_content(),
+        Some("oops\nfailed to run commands: exit status 3\n")
+    );
 }
 
 #[tokio::test]
