@@ -159,8 +159,12 @@ pub struct AwsSetup {
 }
 
 /// Resolve region, endpoint and credentials for each AWS service a
-/// transport declares.
-pub async fn resolve(services: &[AwsService], target: &Target) -> Result<AwsSetup, PolicyError> {
+/// transport declares; `credentials`, when given, replaces the chain.
+pub async fn resolve(
+    services: &[AwsService],
+    target: &Target,
+    credentials: Option<SharedCredentialsProvider>,
+) -> Result<AwsSetup, PolicyError> {
     let mut grants = Vec::new();
     let mut signers = HashMap::new();
     for service in services {
@@ -172,6 +176,9 @@ pub async fn resolve(services: &[AwsService], target: &Target) -> Result<AwsSetu
         }
         if let Some(region) = &region {
             loader = loader.region(aws_types::region::Region::new(region.clone()));
+        }
+        if let Some(credentials) = &credentials {
+            loader = loader.credentials_provider(credentials.clone());
         }
         let config = loader.load().await;
         let region = config

@@ -275,6 +275,7 @@ async fn open(
         options: args.options.clone(),
         transports: args.transports.clone(),
         policy: load_policy(args.policy.as_ref())?,
+        aws_credentials: None,
     };
     let (_, session) = connect::connect(runtime, &request, progress)
         .await

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use aws_credential_types::provider::SharedCredentialsProvider;
 use url::Url;
 
 use crate::aws::Signers;
@@ -45,6 +46,9 @@ pub struct Request {
     pub transports: Vec<PathBuf>,
     /// A policy file applied on top of the defaults.
     pub policy: Option<PolicyFile>,
+    /// Credentials to sign AWS requests with, instead of the standard chain;
+    /// for tools that hold their own.
+    pub aws_credentials: Option<SharedCredentialsProvider>,
 }
 
 /// A transport with its resolved target and effective policy, not yet open;
@@ -100,8 +104,12 @@ pub async fn prepare_with(
     policy.limits = runtime.limits().clone();
     let mut signers = Signers::default();
     if !transport.description().needs.aws.is_empty() {
-        let setup =
-            crate::aws::resolve(&transport.description().needs.aws, &resolved.target).await?;
+        let setup = crate::aws::resolve(
+            &transport.description().needs.aws,
+            &resolved.target,
+            request.aws_credentials.clone(),
+        )
+        .await?;
         policy.aws = setup.grants;
         signers = setup.signers;
     }

@@ -1,6 +1,8 @@
 //! railbox's end-to-end tests, in one binary: the CLI, the hostile-guest
-//! suite, the compiled-code cache and the capability policy.
+//! suite, the compiled-code cache, the capability policy, and the awsssm
+//! transport against the SSM emulator.
 
+mod awsssm;
 mod cache;
 mod cli;
 mod hostile;
