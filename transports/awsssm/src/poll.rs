@@ -18,6 +18,7 @@ const HINT_MAX: Duration = Duration::from_secs(300);
 /// The poll times of one command, relative to when it was sent.
 #[derive(Debug, Clone)]
 pub struct Poller {
+    initial: Duration,
     gap: Duration,
     max: Duration,
     hint: Option<Duration>,
@@ -34,6 +35,7 @@ impl Poller {
             _ => initial,
         };
         Poller {
+            initial,
             gap: initial,
             max: max.max(initial),
             hint,
@@ -49,36 +51,46 @@ impl Poller {
     /// Move on after a poll at `at` (time since sending) found the command
     /// still running.
     pub fn advance(&mut self, at: Duration) {
-        if let Some(h) = self.hint
-            && h > at + Duration::from_millis(5)
-        {
-            self.next = h.min(at + self.max);
-            return;
+        match self.hint {
+            Some(h) if h > at + Duration::from_millis(5) => {
+                self.next = h.min(at + self.max);
+                return;
+            }
+            // The expected finish passed with the command still running: it
+            // is probably about to end, so look again soon and back off
+            // from there.
+            Some(_) => self.gap = self.gap.min(self.initial / 2),
+            None => self.gap = self.gap.mul_f64(GROWTH).min(self.max),
         }
         self.hint = None;
-        self.gap = self.gap.mul_f64(GROWTH).min(self.max);
         self.next = at + self.gap;
     }
 }
 
-/// A session's estimate of how long its commands take to finish, as an
-/// exponentially weighted mean of recent ones.
+/// A session's estimate of how long its commands take to finish: an
+/// exponentially weighted mean of recent ones, plus their typical deviation
+/// from it, so that a poll at the estimate usually finds the command done.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Hint {
     mean: Option<Duration>,
+    deviation: Duration,
 }
 
 impl Hint {
     /// The current estimate, if any command has finished yet.
     pub fn get(&self) -> Option<Duration> {
-        self.mean
+        self.mean.map(|mean| mean + self.deviation)
     }
 
     /// Record that a command finished `took` after it was sent.
     pub fn record(&mut self, took: Duration) {
         self.mean = Some(match self.mean {
             None => took,
-            Some(mean) => (mean + took) / 2,
+            Some(mean) => {
+                let error = mean.abs_diff(took);
+                self.deviation = (self.deviation * 3 + error) / 4;
+                (mean + took) / 2
+            }
         });
     }
 }
@@ -190,19 +202,20 @@ mod tests {
     #[test]
     fn a_hint_puts_one_poll_at_the_expected_finish() {
         let got = times(Poller::new(ms(100), ms(2000), Some(ms(1000))), ms(1500));
-        assert_eq!(got, vec![100, 1015, 1165, 1390]);
+        // After the expected finish passes, the pauses start short again.
+        assert_eq!(got, vec![100, 1015, 1065, 1140, 1252, 1421]);
     }
 
     #[test]
     fn a_far_hint_still_polls_at_least_every_cap() {
         let got = times(Poller::new(ms(100), ms(2000), Some(ms(5000))), ms(5100));
-        assert_eq!(got, vec![100, 2100, 4100, 5015]);
+        assert_eq!(got, vec![100, 2100, 4100, 5015, 5065]);
     }
 
     #[test]
     fn a_short_hint_moves_the_first_poll_earlier() {
         let got = times(Poller::new(ms(100), ms(2000), Some(ms(20))), ms(300));
-        assert_eq!(got, vec![35, 185]);
+        assert_eq!(got, vec![35, 85, 160, 272]);
     }
 
     #[test]
@@ -220,6 +233,20 @@ mod tests {
         }
         assert_eq!(polls, 2);
         assert!(p.next() - finish <= ms(50), "added {:?}", p.next() - finish);
+    }
+
+    #[test]
+    fn the_hint_allows_for_how_much_commands_vary() {
+        let mut steady = Hint::default();
+        let mut jumpy = Hint::default();
+        for took in [1000, 1000, 1000, 1000] {
+            steady.record(ms(took));
+        }
+        for took in [900, 1100, 900, 1100] {
+            jumpy.record(ms(took));
+        }
+        assert_eq!(steady.get(), Some(ms(1000)));
+        assert!(jumpy.get().unwrap() > ms(1050), "{:?}", jumpy.get());
     }
 
     #[test]
