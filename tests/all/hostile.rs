@@ -304,6 +304,20 @@ async fn allocating_host_resources_without_bound_is_stopped() {
 }
 
 #[tokio::test]
+async fn a_huge_table_is_refused_before_it_is_allocated() {
+    let f = Fixture::new().await;
+    let wasm = std::fs::read(railbox_tests::HUGETABLE).unwrap();
+    let source = railbox::transport::Source::File(railbox_tests::HUGETABLE.into());
+    let err = railbox::Transport::load(&f.runtime, &wasm, source, "hugetable")
+        .await
+        .err()
+        .expect("a transport with a 50-million-element table must not load");
+    let text = err.to_string();
+    assert!(text.contains("exceeded its table limit"), "{text}");
+    f.host_still_serves().await;
+}
+
+#[tokio::test]
 async fn a_gigabyte_of_output_hits_the_memory_limit() {
     let f = Fixture::new().await;
     assert_failed(f.attack("big-output 1024").await, "memory limit");
