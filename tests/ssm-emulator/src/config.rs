@@ -72,9 +72,10 @@ impl Config {
         if self.credentials.is_empty() {
             return invalid("at least one access key is required".into());
         }
-        if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
+        // Above 1,000, the service's longest timeouts would overflow deadlines.
+        if !(self.time_scale.is_finite() && self.time_scale > 0.0 && self.time_scale <= 1000.0) {
             return invalid(format!(
-                "time scale must be positive, got {}",
+                "time scale must be above 0 and at most 1000, got {}",
                 self.time_scale
             ));
         }

@@ -43,6 +43,7 @@ impl Emulator {
             addr: config.listen,
             source,
         })?;
+        raise_open_file_limit();
         let run_dir = make_run_dir()?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared::new(config, run_dir, shutdown));
@@ -53,6 +54,20 @@ impl Emulator {
             addr,
             server: Some(server),
         })
+    }
+}
+
+/// Lift this process's soft limit on open files to its hard limit: each
+/// running command holds three pipes, and a thousand in flight need more
+/// than the common default soft limit of 1,024 descriptors.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!(error = %e, "could not raise the open file limit");
+        }
     }
 }
 

@@ -219,12 +219,20 @@ fn parse_stat(stat: &str) -> Option<(char, i32)> {
 pub(crate) fn builtin(script: &str) -> Option<Finished> {
     let mut stdout = Vec::new();
     let mut status = 0;
-    for line in script.lines() {
-        let line = line.trim();
+    for raw in script.split('\n') {
+        // `sh` splits words on spaces and tabs only: a line with other
+        // whitespace (a carriage return, a no-break space) goes to `sh`.
+        if raw
+            .chars()
+            .any(|c| c.is_whitespace() && c != ' ' && c != '\t')
+        {
+            return None;
+        }
+        let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        if line.bytes().any(|b| b"$`\\|&;<>(){}*?[]~'\"".contains(&b)) {
+        if line.bytes().any(|b| b"$`\\|&;<>(){}*?[]~'\"#".contains(&b)) {
             return None;
         }
         let mut words = line.split_whitespace();
@@ -297,6 +305,9 @@ mod tests {
         assert_eq!(builtin_result("ls\n"), None);
         assert_eq!(builtin_result("echo -n x\n"), None);
         assert_eq!(builtin_result("exit 300\n"), None);
+        assert_eq!(builtin_result("echo hi # a comment\n"), None);
+        assert_eq!(builtin_result("echo hi\r\n"), None);
+        assert_eq!(builtin_result("echo a\u{a0}b\n"), None);
     }
 
     #[test]

@@ -46,6 +46,9 @@ impl Default for Faults {
     }
 }
 
+/// Longest wait a fault may add, in milliseconds: one day.
+const MAX_WAIT_MS: u64 = 86_400_000;
+
 impl Faults {
     /// Latencies resembling the real service: pickup in 0.1–0.7 s and invocations that
     /// appear half a second after SendCommand.
@@ -58,7 +61,8 @@ impl Faults {
         }
     }
 
-    /// Rejects rates outside 0..=1, inverted ranges and non-positive throttle rates.
+    /// Rejects rates outside 0..=1, inverted ranges, waits over a day and
+    /// non-positive throttle rates.
     pub fn validate(&self) -> Result<(), String> {
         for (name, rate) in [
             ("error_rate", self.error_rate),
@@ -70,6 +74,19 @@ impl Faults {
         }
         if self.agent_latency_ms.min > self.agent_latency_ms.max {
             return Err("agent latency minimum exceeds its maximum".into());
+        }
+        // Longer waits would overflow deadlines; a day is already forever here.
+        for (name, ms) in [
+            ("agent_latency_ms", self.agent_latency_ms.max),
+            ("response_delay_ms", self.response_delay_ms),
+            (
+                "invocation_does_not_exist_ms",
+                self.invocation_does_not_exist_ms,
+            ),
+        ] {
+            if ms > MAX_WAIT_MS {
+                return Err(format!("{name} must be at most {MAX_WAIT_MS}, got {ms}"));
+            }
         }
         for (op, throttle) in &self.throttle {
             if !(throttle.rate.is_finite() && throttle.rate > 0.0) || throttle.burst == 0 {
@@ -310,6 +327,20 @@ mod tests {
                 .merged_with(&serde_json::json!({"bogus": 1}))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn waits_longer_than_a_day_are_refused() {
+        let patch = serde_json::json!({"invocation_does_not_exist_ms": u64::MAX});
+        let err = Faults::default()
+            .merged_with(&patch)
+            .and_then(|f| f.validate());
+        assert!(err.is_err_and(|e| e.contains("invocation_does_not_exist_ms")));
+        let day = Faults {
+            response_delay_ms: MAX_WAIT_MS,
+            ..Faults::default()
+        };
+        assert!(day.validate().is_ok());
     }
 
     #[test]

@@ -107,7 +107,8 @@ pub(crate) fn parse_iso8601(s: &str) -> Option<SystemTime> {
     let ss = num(hms_parts.next().unwrap_or("0"))?;
     let millis = match fraction {
         "" => 0,
-        f => num(&format!("{f:0<3}")[..3])?,
+        f if f.bytes().all(|b| b.is_ascii_digit()) => num(&format!("{f:0<3}")[..3])?,
+        _ => return None,
     };
     from_parts(y, m, d, hh, mm, ss, millis)
 }
@@ -185,6 +186,13 @@ mod tests {
         assert_eq!(elapsed(Duration::from_millis(56)), "PT0.056S");
         assert_eq!(elapsed(Duration::from_millis(3_600_271)), "PT1H0.271S");
         assert_eq!(elapsed(Duration::from_millis(65_500)), "PT1M5.500S");
+    }
+
+    #[test]
+    fn filter_times_with_odd_fractions_are_refused_not_split() {
+        assert!(parse_iso8601("2024-01-02T03:04:05.5Z").is_some());
+        assert_eq!(parse_iso8601("2024-01-02T03:04:05.12\u{e9}Z"), None);
+        assert_eq!(parse_iso8601("2024-01-02T03:04:05.\u{e9}Z"), None);
     }
 
     #[test]

@@ -404,6 +404,36 @@ async fn one_command_runs_on_fifty_instances_at_once() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_commands_run_at_once_on_their_instances() {
+    let setup = start(config(1_000)).await;
+    let mut senders = tokio::task::JoinSet::new();
+    for worker in 0..10u32 {
+        let client = setup.client.clone();
+        senders.spawn(async move {
+            let mut sent = Vec::new();
+            for n in 1 + worker * 100..=(worker + 1) * 100 {
+                let script = format!("sleep 2; echo {n}");
+                sent.push((n, send(&client, &[instance(n)], &[&script]).await));
+            }
+            sent
+        });
+    }
+    let sent: Vec<(u32, String)> = senders.join_all().await.into_iter().flatten().collect();
+    assert_eq!(sent.len(), 1_000);
+    // Each waits 2 s; one after another they would take over half an hour,
+    // far past the patience of the polls below.
+    for (n, id) in &sent {
+        let out = finished(&setup.client, id, &instance(*n)).await;
+        assert_eq!(out.status(), Some(&CommandInvocationStatus::Success), "{n}");
+        assert_eq!(
+            out.standard_output_content(),
+            Some(format!("{n}\n").as_str())
+        );
+    }
+    assert_eq!(setup.emulator.spawned_processes(), 1_000);
+}
+
 #[tokio::test]
 async fn ten_thousand_instances_hold_a_thousand_commands_in_flight() {
     let mut cfg = Config {

@@ -7,7 +7,7 @@ use aws_sdk_ssm::error::ProvideErrorMetadata;
 use ssm_emulator::{Config, DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator};
 
 use crate::support::{
-    client, config, instance, raw, send, signed, signed_headers, start, still_serving,
+    self, client, config, instance, raw, send, signed, signed_headers, start, still_serving,
 };
 
 #[tokio::test]
@@ -218,6 +218,75 @@ async fn a_stale_signature_has_expired() {
     assert_eq!(answer.status, 400);
     assert_eq!(answer.error_type(), "InvalidSignatureException");
     assert!(answer.body.contains("Signature expired"), "{}", answer.body);
+}
+
+#[tokio::test]
+async fn a_signature_dated_in_the_future_has_not_started() {
+    let setup = start(config(1)).await;
+    let ahead = SystemTime::now() + Duration::from_secs(600);
+    let headers = signed_headers(
+        &setup.emulator,
+        "ListCommands",
+        b"{}",
+        DEFAULT_SECRET_ACCESS_KEY,
+        ahead,
+    );
+    let answer = raw(&setup.emulator, "POST", "/", &headers, b"{}").await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(answer.error_type(), "InvalidSignatureException");
+    still_serving(&setup).await;
+}
+
+#[tokio::test]
+async fn a_signature_for_another_region_or_service_is_refused() {
+    let setup = start(config(1)).await;
+    for (scope, says) in [
+        (
+            ("eu-west-1", "ssm"),
+            "scoped to a valid region, not 'eu-west-1'",
+        ),
+        (
+            (setup.emulator.region(), "ec2"),
+            "scoped to correct service",
+        ),
+    ] {
+        let headers = support::signed_headers_scoped(
+            &setup.emulator,
+            "ListCommands",
+            b"{}",
+            DEFAULT_SECRET_ACCESS_KEY,
+            SystemTime::now(),
+            scope,
+        );
+        let answer = raw(&setup.emulator, "POST", "/", &headers, b"{}").await;
+        assert_eq!(answer.status, 400, "{scope:?}");
+        assert_eq!(
+            answer.error_type(),
+            "InvalidSignatureException",
+            "{scope:?}"
+        );
+        assert!(answer.body.contains(says), "{scope:?}: {}", answer.body);
+    }
+    still_serving(&setup).await;
+}
+
+#[tokio::test]
+async fn a_signature_without_its_date_header_is_incomplete() {
+    let setup = start(config(1)).await;
+    let headers: Vec<(String, String)> = signed_headers(
+        &setup.emulator,
+        "ListCommands",
+        b"{}",
+        DEFAULT_SECRET_ACCESS_KEY,
+        SystemTime::now(),
+    )
+    .into_iter()
+    .filter(|(name, _)| name != "x-amz-date")
+    .collect();
+    let answer = raw(&setup.emulator, "POST", "/", &headers, b"{}").await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(answer.error_type(), "IncompleteSignatureException");
+    assert!(answer.body.contains("X-Amz-Date"), "{}", answer.body);
 }
 
 #[tokio::test]

@@ -230,13 +230,26 @@ pub fn signed_headers(
     secret: &str,
     time: SystemTime,
 ) -> Vec<(String, String)> {
+    let scope = (emulator.region(), "ssm");
+    signed_headers_scoped(emulator, target, body, secret, time, scope)
+}
+
+/// [`signed_headers`] with the signature scoped to (region, service).
+pub fn signed_headers_scoped(
+    emulator: &EmulatorHandle,
+    target: &str,
+    body: &[u8],
+    secret: &str,
+    time: SystemTime,
+    (region, service): (&str, &str),
+) -> Vec<(String, String)> {
     let identity: Identity =
         aws_credential_types::Credentials::new(DEFAULT_ACCESS_KEY_ID, secret, None, None, "tests")
             .into();
     let params = v4::SigningParams::builder()
         .identity(&identity)
-        .region(emulator.region())
-        .name("ssm")
+        .region(region)
+        .name(service)
         .time(time)
         .settings(SigningSettings::default())
         .build()
