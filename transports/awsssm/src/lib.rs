@@ -197,8 +197,10 @@ fn lookup<H: Host>(client: &Client<H>, wanted: &Wanted, region: &str) -> Result<
     let filter = wanted.filter();
     let mut found = Vec::new();
     let mut next_token: Option<String> = None;
-    // A filtered lookup needs one page. Addresses have no filter: every page is
-    // read, because private addresses can repeat across VPCs.
+    // Pages are read until the last one: SSM may answer a filtered query
+    // with an empty page and a token, and addresses have no filter at all
+    // (private addresses can repeat across VPCs). Only an id, which is
+    // unique, ends the search as soon as it is found.
     for _ in 0..40 {
         let body = api::describe_instance_information(
             filter.as_ref().map(|(k, v)| (*k, v.as_str())),
@@ -225,8 +227,9 @@ fn lookup<H: Host>(client: &Client<H>, wanted: &Wanted, region: &str) -> Result<
             })?;
         let (page, next) = api::parse_instances(&response)?;
         found.extend(page.into_iter().filter(|i| wanted.matches(i)));
+        let settled = matches!(wanted, Wanted::Id(_)) && !found.is_empty();
         match next {
-            Some(token) if filter.is_none() => next_token = Some(token),
+            Some(token) if !settled => next_token = Some(token),
             _ => break,
         }
     }
