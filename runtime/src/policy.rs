@@ -399,3 +399,126 @@ pub enum PolicyError {
         reason: String,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A policy as a transport's description would make it.
+    fn transport_defaults() -> Policy {
+        let mut policy = Policy::deny_all();
+        policy.allow_http(HttpRule::parse("https://api.example.com", Origin::Transport).unwrap());
+        policy.aws.push(AwsGrant {
+            signing_name: "ssm".into(),
+            region: "eu-west-1".into(),
+            endpoint: HttpRule::parse("https://ssm.eu-west-1.amazonaws.com", Origin::Transport)
+                .unwrap(),
+            actions: ["AmazonSSM.SendCommand", "AmazonSSM.CancelCommand"]
+                .map(String::from)
+                .into(),
+            profile: None,
+        });
+        policy.stream = Some(StreamGrant::Device {
+            path: "/dev/ttyS0".into(),
+        });
+        policy
+    }
+
+    #[test]
+    fn a_policy_file_narrows_the_defaults() {
+        let file = PolicyFile::parse(
+            r#"
+            [http]
+            deny = ["https://API.example.com."]
+            max_timeout = 5
+            max_response_bytes = 1024
+            [aws]
+            deny_actions = ["AmazonSSM.CancelCommand"]
+            [stream]
+            deny = true
+            "#,
+        )
+        .unwrap();
+        let mut policy = transport_defaults();
+        policy.apply(&file).unwrap();
+        assert!(policy.http.is_empty(), "{:?}", policy.http);
+        assert_eq!(
+            policy.aws[0].actions,
+            BTreeSet::from(["AmazonSSM.SendCommand".to_string()])
+        );
+        assert_eq!(policy.stream, None);
+        assert_eq!(policy.http_max_timeout, Duration::from_secs(5));
+        assert_eq!(policy.http_max_response_bytes, 1024);
+    }
+
+    #[test]
+    fn a_policy_file_widens_with_user_grants_that_may_be_local() {
+        let file = PolicyFile::parse(
+            r#"
+            [http]
+            allow = ["http://127.0.0.1:4566", "https://api.example.com"]
+            [aws]
+            allow_actions = ["AmazonSSM.ListCommands"]
+            [limits]
+            memory_bytes = 33554432
+            "#,
+        )
+        .unwrap();
+        let mut policy = transport_defaults();
+        policy.apply(&file).unwrap();
+        let local = policy.http_rule("http", "127.0.0.1", 4566).unwrap();
+        assert!(local.allows_local());
+        // Naming an endpoint the transport already had makes it the user's.
+        let api = policy.http_rule("https", "api.example.com", 443).unwrap();
+        assert_eq!(api.origin, Origin::User);
+        assert_eq!(policy.http.len(), 2);
+        assert!(policy.aws[0].actions.contains("AmazonSSM.ListCommands"));
+        assert_eq!(policy.limits.memory_bytes, 32 << 20);
+        assert_eq!(policy.limits.cpu_per_call, Limits::default().cpu_per_call);
+    }
+
+    #[test]
+    fn without_defaults_only_the_file_grants_anything() {
+        let file =
+            PolicyFile::parse("defaults = false\n[http]\nallow = [\"https://only.example.com\"]\n")
+                .unwrap();
+        let mut policy = transport_defaults();
+        policy.apply(&file).unwrap();
+        assert_eq!(policy.http.len(), 1);
+        assert_eq!(policy.http[0].host, "only.example.com");
+        assert!(policy.aws.is_empty());
+        assert_eq!(policy.stream, None);
+    }
+
+    #[test]
+    fn bad_policy_files_say_what_is_wrong() {
+        let unknown = PolicyFile::parse("[http]\nalow = []\n").unwrap_err();
+        assert!(unknown.to_string().contains("alow"), "{unknown}");
+        let endpoint = PolicyFile::parse("[http]\nallow = [\"ftp://x.example\"]\n").unwrap_err();
+        assert!(
+            endpoint.to_string().contains("only http and https"),
+            "{endpoint}"
+        );
+        let userinfo =
+            PolicyFile::parse("[http]\nallow = [\"https://u:p@x.example\"]\n").unwrap_err();
+        assert!(
+            userinfo.to_string().contains("user or password"),
+            "{userinfo}"
+        );
+        let typed = PolicyFile::parse("[limits]\ncpu_per_call = \"fast\"\n").unwrap_err();
+        assert!(typed.to_string().contains("invalid type"), "{typed}");
+    }
+
+    #[test]
+    fn hosts_compare_without_case_or_a_trailing_dot() {
+        let rule = HttpRule::parse("https://SSM.Example.com.", Origin::Transport).unwrap();
+        assert!(rule.matches("HTTPS", "ssm.example.COM", 443));
+        assert!(!rule.matches("https", "ssm.example.com.evil", 443));
+        assert!(!rule.matches("http", "ssm.example.com", 443));
+        assert!(!rule.matches("https", "ssm.example.com", 8443));
+        assert!(
+            !rule.allows_local(),
+            "a transport's grant never reaches local addresses"
+        );
+    }
+}

@@ -528,3 +528,26 @@ async fn the_byte_stream_reaches_only_the_url_address_and_secrets_stay_in_the_ho
         "the password must not be logged"
     );
 }
+
+#[test]
+fn installed_transports_are_found_in_the_transport_path() {
+    let home = tempfile::tempdir().unwrap();
+    let installed = home.path().join("installed");
+    std::fs::create_dir(&installed).unwrap();
+    let out = railbox(home.path(), &["run", URL, "--", "echo", "hi"]);
+    assert_one_line_error(&out, 125, "unknown scheme \"probe\"");
+    assert!(
+        stderr(&out).contains("awsssm"),
+        "the built-in schemes are listed"
+    );
+
+    std::fs::copy(PROBE, installed.join("probe.wasm")).unwrap();
+    let path = installed.to_str().unwrap();
+    let env = [("RAILBOX_TRANSPORT_PATH", path)];
+    let out = railbox_with(home.path(), &["run", URL, "--", "echo", "hi"], &env);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hi\n");
+    let listed = railbox_with(home.path(), &["transports"], &env);
+    assert!(stdout(&listed).contains("probe"), "{}", stdout(&listed));
+    assert!(stdout(&listed).contains("awsssm"), "{}", stdout(&listed));
+}

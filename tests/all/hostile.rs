@@ -369,3 +369,37 @@ async fn a_byte_stream_is_denied_when_the_url_names_none() {
     );
     f.host_still_serves().await;
 }
+
+#[tokio::test]
+async fn pooled_sessions_are_isolated_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(railbox::RuntimeConfig {
+        allocation: railbox::Allocation::Pooling { sessions: 8 },
+        cache_dir: Some(dir.path().join("cache")),
+        limits: tight_limits(),
+    })
+    .unwrap();
+    let mut bystander = open_probe(&runtime, URL).await.unwrap();
+    for attack in ["panic", "grow", "spin"] {
+        let mut attacker = open_probe(&runtime, URL).await.unwrap();
+        let result = attacker.run(attack, Duration::from_secs(2)).await;
+        assert!(
+            matches!(result, Err(SessionError::Failed { .. })),
+            "{attack}: {result:?}"
+        );
+    }
+    // Slots freed by the attackers are reused cleanly.
+    for n in 0..16 {
+        let mut session = open_probe(&runtime, URL).await.unwrap();
+        let out = session
+            .run(&format!("echo {n}"), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, format!("{n}\n").into_bytes());
+    }
+    let out = bystander
+        .run("echo alive", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"alive\n");
+}
