@@ -265,7 +265,20 @@ impl<H: Host> Remote<H> {
                 )));
             }
             resends += 1;
-            self.log(Level::Warn, "the command is not listed; sending it again");
+            // A service that just failed is given a moment, as any retry is.
+            let retry = &self.client.policy;
+            let pause = poll::full_jitter(retry.base, retry.cap, resends, self.host().random());
+            if self.host().now() + pause >= deadline {
+                return Err(Error::Timeout(format!(
+                    "SendCommand to {} failed and there is no time left to send it again: {why}",
+                    self.instance.id
+                )));
+            }
+            self.log(
+                Level::Warn,
+                &format!("the command is not listed; sending it again in {pause:?}"),
+            );
+            self.host().sleep(pause);
         }
     }
 

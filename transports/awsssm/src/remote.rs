@@ -126,7 +126,13 @@ impl<H: Host> Remote<H> {
                     self.instance.id
                 )));
             }
-            Err(Waited::Failed(e)) => return Err(e),
+            Err(Waited::Failed(e)) => {
+                // The command may have run and left its directory; it is
+                // removed with the session's next clean-up, not now, while
+                // the service is failing.
+                self.leftovers.borrow_mut().push(token);
+                return Err(e);
+            }
         };
         if let Err(e) = self.check_phase(&inv, job.execution_timeout) {
             if matches!(inv.phase(), Phase::ExecutionTimedOut | Phase::Cancelled) {
@@ -181,6 +187,12 @@ impl<H: Host> Remote<H> {
     }
 
     /// Output of an unwrapped (PowerShell) command, as SSM returned it.
+    ///
+    /// Missing for Windows instances: a PowerShell wrapper like the Unix one,
+    /// so that output past 24,000/8,000 characters and non-UTF-8 bytes come
+    /// back whole, and a lock so that a command sent again after an
+    /// ambiguous failure cannot run twice. Until then such output is cut (and
+    /// a warning says so) and a resend relies on the listing alone.
     fn raw_output(&self, inv: &Invocation) -> Output {
         let out = &inv.standard_output_content;
         let err = &inv.standard_error_content;
