@@ -1,10 +1,12 @@
 //! Builds every transport under `transports/` for wasm32-wasip2 and writes
 //! `builtin.rs`, which embeds them in the railbox binary.
 
+#[path = "build_wasm.rs"]
+mod build_wasm;
+
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets this"));
@@ -25,17 +27,19 @@ fn main() {
     } else {
         transport_packages(&root.join("transports"))
     };
-    let wasm_target = root.join("target").join("wasm");
-    if !packages.is_empty() {
-        build_wasm(&root, &wasm_target, &packages);
-    }
+    let names: Vec<String> = packages.iter().map(|(name, _)| name.clone()).collect();
+    let wasm_dir = if names.is_empty() {
+        PathBuf::new()
+    } else {
+        build_wasm::build(&root, &names)
+    };
 
     let mut code =
         String::from("/// Transports compiled into this binary: (file name, wasm bytes).\n");
     code.push_str("pub const BUILTIN: &[(&str, &[u8])] = &[\n");
     for (package, _) in &packages {
         let file = package.replace('-', "_") + ".wasm";
-        let path = wasm_target.join("wasm32-wasip2").join("wasm").join(&file);
+        let path = wasm_dir.join(&file);
         assert!(path.exists(), "{} was not built", path.display());
         code.push_str(&format!(
             "    ({file:?}, include_bytes!({:?})),\n",
@@ -71,36 +75,4 @@ fn transport_packages(dir: &Path) -> Vec<(String, PathBuf)> {
     }
     found.sort();
     found
-}
-
-fn build_wasm(root: &Path, target_dir: &Path, packages: &[(String, PathBuf)]) {
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(root)
-        .args([
-            "build",
-            "--profile",
-            "wasm",
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
-        .arg(target_dir);
-    for (package, _) in packages {
-        cmd.args(["-p", package]);
-    }
-    // The outer build's settings are for the host, not for wasm.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Clink-arg=-zstack-size=65536");
-    let status = cmd
-        .status()
-        .expect("running cargo for the built-in transports");
-    assert!(status.success(), "building the built-in transports failed");
 }

@@ -1,10 +1,12 @@
 //! Builds the guest programs under `tests/guests/` for wasm32-wasip2 and
 //! writes `guests.rs` with their paths.
 
+#[path = "../runtime/build_wasm.rs"]
+mod build_wasm;
+
 use std::env;
 use std::fs;
 use std::path::PathBuf;
-use std::process::Command;
 
 const GUESTS: &[&str] = &["probe", "sockets", "future", "tiny"];
 
@@ -21,40 +23,15 @@ fn main() {
     );
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
 
-    let target_dir = root.join("target").join("wasm");
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&root)
-        .args([
-            "build",
-            "--profile",
-            "wasm",
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
-        .arg(&target_dir);
-    for guest in GUESTS {
-        cmd.args(["-p", &format!("railbox-guest-{guest}")]);
-    }
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Clink-arg=-zstack-size=65536");
-    let status = cmd.status().expect("running cargo for the test guests");
-    assert!(status.success(), "building the test guests failed");
+    let names: Vec<String> = GUESTS
+        .iter()
+        .map(|guest| format!("railbox-guest-{guest}"))
+        .collect();
+    let wasm_dir = build_wasm::build(&root, &names);
 
     let mut code = String::new();
     for guest in GUESTS {
-        let path = target_dir
-            .join("wasm32-wasip2")
-            .join("wasm")
-            .join(format!("railbox_guest_{guest}.wasm"));
+        let path = wasm_dir.join(format!("railbox_guest_{guest}.wasm"));
         code.push_str(&format!(
             "/// The `{guest}` test guest.\npub const {}: &str = {:?};\n",
             guest.to_uppercase(),
@@ -64,10 +41,7 @@ fn main() {
     // A guest whose table asks for far more elements than any limit allows:
     // the tiny guest with its core module's table minimum raised. No Rust
     // guest can grow a table by itself, so the attack is made here.
-    let tiny = target_dir
-        .join("wasm32-wasip2")
-        .join("wasm")
-        .join("railbox_guest_tiny.wasm");
+    let tiny = wasm_dir.join("railbox_guest_tiny.wasm");
     let huge = out.join("railbox_guest_hugetable.wasm");
     let wasm = fs::read(&tiny).expect("reading the tiny guest");
     fs::write(&huge, huge_table(&wasm)).expect("writing the huge-table guest");
