@@ -50,6 +50,8 @@ enum Command {
     Upload(UploadArgs),
     /// Copy a file from the target to a local path.
     Download(DownloadArgs),
+    /// Detect the target's platform (OS name, family, release, arch) in one round trip.
+    Detect(DetectArgs),
     /// List the built-in and installed transports.
     Transports(TransportsArgs),
     /// Show what a transport component imports, declares and may reach.
@@ -115,6 +117,16 @@ struct DownloadArgs {
 
     /// Local path to write.
     local: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct DetectArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -243,6 +255,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Run(args) => run(&runtime, args).await,
         Command::Upload(args) => upload(&runtime, args).await,
         Command::Download(args) => download(&runtime, args).await,
+        Command::Detect(args) => detect(&runtime, args).await,
         Command::Transports(args) => {
             crate::inspect::list(&runtime, &args.transports, args.json).await
         }
@@ -376,6 +389,25 @@ async fn download(runtime: &Arc<Runtime>, args: DownloadArgs) -> Result<u8, Fail
     let data = data.map_err(|e| context(&args.connect.url, e.into()))?;
     write_atomically(&args.local, &data)
         .map_err(|e| Failure::usage(format!("cannot write {}: {e}", args.local.display())))?;
+    Ok(0)
+}
+
+async fn detect(runtime: &Arc<Runtime>, args: DetectArgs) -> Result<u8, Failure> {
+    let mut session = open(runtime, &args.connect, None).await?;
+    let detected = crate::platform::detect(&mut session).await;
+    let _ = session.close().await;
+    let platform = detected.map_err(|crate::platform::PlatformError::Session(e)| {
+        context(&args.connect.url, e.into())
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_value(&platform).unwrap_or_default());
+    } else {
+        println!("name:     {}", platform.name);
+        println!("families: {}", platform.families.join(", "));
+        println!("release:  {}", platform.release);
+        println!("arch:     {}", platform.arch);
+        println!("kernel:   {}", platform.kernel);
+    }
     Ok(0)
 }
 

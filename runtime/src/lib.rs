@@ -20,6 +20,7 @@ pub mod inspect;
 pub mod limits;
 pub mod linker;
 pub mod net;
+pub mod platform;
 pub mod policy;
 pub mod registry;
 pub mod session;

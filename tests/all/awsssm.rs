@@ -401,3 +401,49 @@ fn process_running(text: &str) -> bool {
             .unwrap_or(false)
     })
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_platform_is_detected_in_one_round_trip() {
+    let emu = emulator(config()).await;
+    let home = tempfile::tempdir().unwrap();
+    // One command, as a baseline: it and its session's clean-up at close.
+    let one = run(&emu, "awsssm://node-1/", "true").await;
+    assert_eq!(code(&one), 0, "{}", stderr(&one));
+    let per_command = emu.calls("SendCommand");
+    let out = railbox(home.path(), &emu, &["detect", "--json", "awsssm://node-1/"]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let detected: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The emulated instance is this machine: ask it the same question directly.
+    let local = std::process::Command::new("uname")
+        .arg("-s")
+        .output()
+        .unwrap();
+    assert_eq!(
+        detected["kernel"].as_str().unwrap().split(' ').next(),
+        Some(String::from_utf8_lossy(&local.stdout).trim())
+    );
+    let families: Vec<&str> = detected["families"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    assert!(families.ends_with(&["linux", "unix"]), "{families:?}");
+    if let Ok(os_release) = std::fs::read_to_string("/etc/os-release") {
+        let id = os_release
+            .lines()
+            .find_map(|l| l.strip_prefix("ID="))
+            .map(|v| v.trim_matches('"'))
+            .unwrap_or_default();
+        if id == "debian" {
+            assert_eq!(detected["name"], "debian");
+            assert_eq!(families[0], "debian");
+        }
+    }
+    assert_eq!(
+        emu.calls("SendCommand"),
+        2 * per_command,
+        "detection costs what one command does: {:?}",
+        emu.call_counts()
+    );
+}
