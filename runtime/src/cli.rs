@@ -21,6 +21,8 @@ use crate::session::{ProgressFn, Session, SessionError};
 
 /// Exit statuses railbox uses for its own failures.
 pub mod exit {
+    /// `stat`: nothing is at the path.
+    pub const MISSING: u8 = 1;
     /// The remote command did not finish within its timeout.
     pub const TIMEOUT: u8 = 124;
     /// railbox could not start: bad arguments, URL, option, policy or
@@ -52,6 +54,8 @@ enum Command {
     Download(DownloadArgs),
     /// Detect the target's platform (OS name, family, release, arch) in one round trip.
     Detect(DetectArgs),
+    /// Show what a path on the target is: kind, size, mode, owner, mtime; exit 1 if nothing is there.
+    Stat(StatArgs),
     /// List the built-in and installed transports.
     Transports(TransportsArgs),
     /// Show what a transport component imports, declares and may reach.
@@ -123,6 +127,19 @@ struct DownloadArgs {
 struct DetectArgs {
     #[command(flatten)]
     connect: ConnectArgs,
+
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct StatArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+
+    /// Path on the target; a final symbolic link is not followed.
+    path: String,
 
     /// Print JSON instead of text.
     #[arg(long)]
@@ -256,6 +273,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Upload(args) => upload(&runtime, args).await,
         Command::Download(args) => download(&runtime, args).await,
         Command::Detect(args) => detect(&runtime, args).await,
+        Command::Stat(args) => stat(&runtime, args).await,
         Command::Transports(args) => {
             crate::inspect::list(&runtime, &args.transports, args.json).await
         }
@@ -407,6 +425,47 @@ async fn detect(runtime: &Arc<Runtime>, args: DetectArgs) -> Result<u8, Failure>
         println!("release:  {}", platform.release);
         println!("arch:     {}", platform.arch);
         println!("kernel:   {}", platform.kernel);
+    }
+    Ok(0)
+}
+
+async fn stat(runtime: &Arc<Runtime>, args: StatArgs) -> Result<u8, Failure> {
+    let mut session = open(runtime, &args.connect, None).await?;
+    let answer = crate::files::stat(&mut session, &args.path).await;
+    let _ = session.close().await;
+    let found = answer.map_err(|e| {
+        let failure = match e {
+            crate::files::FilesError::Session(e) => e.into(),
+            other => Failure {
+                code: exit::TRANSPORT,
+                message: other.to_string(),
+            },
+        };
+        context(&args.connect.url, failure)
+    })?;
+    let Some(stat) = found else {
+        return Err(Failure {
+            code: exit::MISSING,
+            message: format!(
+                "{}: nothing at {:?}",
+                crate::target::redact(&args.connect.url),
+                args.path
+            ),
+        });
+    };
+    if args.json {
+        println!("{}", serde_json::to_value(&stat).unwrap_or_default());
+    } else {
+        let kind = serde_json::to_value(stat.kind).unwrap_or_default();
+        println!("kind:   {}", kind.as_str().unwrap_or_default());
+        println!("size:   {}", stat.size);
+        println!("mode:   {:04o}", stat.mode);
+        println!("owner:  {} ({})", stat.owner, stat.uid);
+        println!("group:  {} ({})", stat.group, stat.gid);
+        println!("mtime:  {}", stat.mtime);
+        if let Some(target) = &stat.link_target {
+            println!("target: {target}");
+        }
     }
     Ok(0)
 }

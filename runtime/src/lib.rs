@@ -14,6 +14,7 @@ pub mod cli;
 pub mod connect;
 pub mod describe;
 pub mod engine;
+pub mod files;
 pub mod guest_output;
 mod host;
 pub mod inspect;

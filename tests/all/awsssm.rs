@@ -447,3 +447,63 @@ async fn the_platform_is_detected_in_one_round_trip() {
         emu.call_counts()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stat_describes_hostile_paths_exactly() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let emu = emulator(config()).await;
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let names = [
+        "plain",
+        "with space",
+        "'; rm -rf ~ #",
+        "$(reboot)",
+        "new\nline",
+        "-rf",
+        "ünïcødé",
+    ];
+    for (n, name) in names.iter().enumerate() {
+        let path = dir.path().join(name);
+        std::fs::write(&path, vec![b'x'; n * 10]).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    }
+    std::os::unix::fs::symlink("plain", dir.path().join("link")).unwrap();
+    std::fs::create_dir(dir.path().join("sub dir")).unwrap();
+
+    let stat = async |path: &Path| {
+        let out = railbox(
+            home.path(),
+            &emu,
+            &["stat", "--json", "awsssm://node-1/", path.to_str().unwrap()],
+        )
+        .await;
+        (code(&out), out)
+    };
+    for (n, name) in names.iter().enumerate() {
+        let (status, out) = stat(&dir.path().join(name)).await;
+        assert_eq!(status, 0, "{name:?}: {}", stderr(&out));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["kind"], "file", "{name:?}");
+        assert_eq!(json["size"], n * 10, "{name:?}");
+        assert_eq!(json["mode"], 0o640, "{name:?}");
+    }
+    let (_, out) = stat(&dir.path().join("link")).await;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (json["kind"].as_str(), json["link_target"].as_str()),
+        (Some("symlink"), Some("plain"))
+    );
+    let (_, out) = stat(&dir.path().join("sub dir")).await;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["kind"], "directory");
+
+    let (status, out) = stat(&dir.path().join("missing")).await;
+    assert_eq!(status, 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing at"), "{}", stderr(&out));
+    // Nothing the names held ran: every file is still there, unchanged.
+    for name in names {
+        assert!(dir.path().join(name).exists(), "{name:?}");
+    }
+}
