@@ -210,6 +210,18 @@ impl From<ConnectError> for Failure {
     }
 }
 
+impl From<crate::files::FilesError> for Failure {
+    fn from(err: crate::files::FilesError) -> Failure {
+        match err {
+            crate::files::FilesError::Session(e) => e.into(),
+            unreadable => Failure {
+                code: exit::TRANSPORT,
+                message: unreadable.to_string(),
+            },
+        }
+    }
+}
+
 impl From<SessionError> for Failure {
     fn from(err: SessionError) -> Failure {
         let code = if err.is_timeout() {
@@ -414,9 +426,7 @@ async fn detect(runtime: &Arc<Runtime>, args: DetectArgs) -> Result<u8, Failure>
     let mut session = open(runtime, &args.connect, None).await?;
     let detected = crate::platform::detect(&mut session).await;
     let _ = session.close().await;
-    let platform = detected.map_err(|crate::platform::PlatformError::Session(e)| {
-        context(&args.connect.url, e.into())
-    })?;
+    let platform = detected.map_err(|e| context(&args.connect.url, e.into()))?;
     if args.json {
         println!("{}", serde_json::to_value(&platform).unwrap_or_default());
     } else {
@@ -433,25 +443,13 @@ async fn stat(runtime: &Arc<Runtime>, args: StatArgs) -> Result<u8, Failure> {
     let mut session = open(runtime, &args.connect, None).await?;
     let answer = crate::files::stat(&mut session, &args.path).await;
     let _ = session.close().await;
-    let found = answer.map_err(|e| {
-        let failure = match e {
-            crate::files::FilesError::Session(e) => e.into(),
-            other => Failure {
-                code: exit::TRANSPORT,
-                message: other.to_string(),
-            },
-        };
-        context(&args.connect.url, failure)
-    })?;
+    let found = answer.map_err(|e| context(&args.connect.url, e.into()))?;
     let Some(stat) = found else {
-        return Err(Failure {
+        let missing = Failure {
             code: exit::MISSING,
-            message: format!(
-                "{}: nothing at {:?}",
-                crate::target::redact(&args.connect.url),
-                args.path
-            ),
-        });
+            message: format!("nothing at {:?}", args.path),
+        };
+        return Err(context(&args.connect.url, missing));
     };
     if args.json {
         println!("{}", serde_json::to_value(&stat).unwrap_or_default());

@@ -39,14 +39,6 @@ impl Platform {
     }
 }
 
-/// Why a platform could not be detected.
-#[derive(Debug, thiserror::Error)]
-pub enum PlatformError {
-    /// The transport failed to run the probe.
-    #[error(transparent)]
-    Session(#[from] SessionError),
-}
-
 /// How long the probe may take on the target.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -71,7 +63,7 @@ Write-Output ('arch=' + $env:PROCESSOR_ARCHITECTURE)
 "#;
 
 /// Detect the platform of the target behind `session`.
-pub async fn detect(session: &mut Session) -> Result<Platform, PlatformError> {
+pub async fn detect(session: &mut Session) -> Result<Platform, SessionError> {
     let out = session.run(SH_PROBE, PROBE_TIMEOUT).await?;
     let text = String::from_utf8_lossy(&out.stdout);
     if text.lines().next().map(str::trim) == Some(MARK) {
