@@ -12,6 +12,8 @@ use railbox::{Runtime, RuntimeConfig, Session};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
+pub mod vm;
+
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
 /// The `railbox` binary built alongside the tests.

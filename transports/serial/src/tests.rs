@@ -1,0 +1,1 @@
+//! Unit tests against a scripted console.
