@@ -9,7 +9,7 @@ use std::time::Duration;
 use railbox::connect::{self, Request};
 use railbox::limits::Limits;
 use railbox::{Session, SessionError};
-use railbox_tests::vm::{BANNER, GUEST_PASSWORD, GUEST_USER, ROOT_PASSWORD, SerialVm};
+use railbox_tests::vm::{BANNER, GUEST_PASSWORD, GUEST_USER, Line, ROOT_PASSWORD, SerialVm};
 
 use crate::support::{code, stderr};
 
@@ -122,6 +122,82 @@ async fn output_arrives_byte_exact_whatever_it_holds() {
         text(&run(&mut s, "cat; echo after").await.stdout),
         "after\n"
     );
+
+    // A command the shell cannot parse fails alone.
+    let broken = run(&mut s, "echo 'unterminated").await;
+    assert_ne!(broken.exit_status, 0);
+    assert!(
+        text(&broken.stderr).contains("unterminated"),
+        "{}",
+        text(&broken.stderr)
+    );
+    assert_eq!(text(&run(&mut s, "echo fine").await.stdout), "fine\n");
+    s.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn setup_and_teardown_run_in_the_login_shell() {
+    let vm = SerialVm::boot();
+    let addr = vm.tcp(None);
+    let options = [
+        ("setup", "export GREETING='set up'; cd /tmp"),
+        ("teardown", "echo torn down > /tmp/teardown"),
+    ];
+    let mut s = open(&root_url(addr), &options).await.expect("open");
+    let out = run(&mut s, "echo \"$GREETING\"; pwd").await;
+    assert_eq!(text(&out.stdout), "set up\n/tmp\n");
+    s.close().await.expect("close");
+
+    let mut s = open(&root_url(addr), &[]).await.expect("open");
+    assert_eq!(
+        text(&run(&mut s, "cat /tmp/teardown").await.stdout),
+        "torn down\n"
+    );
+    s.close().await.expect("close");
+
+    let failing = [("setup", "false")];
+    let err = open(&root_url(addr), &failing)
+        .await
+        .err()
+        .expect("setup fails");
+    assert!(
+        err.to_string()
+            .contains("setup commands failed with status 1"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chunk_damaged_on_the_line_is_sent_again() {
+    let vm = SerialVm::boot();
+    let data: Vec<u8> = (0..256 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+
+    // One letter flipped on the way to the console, deep in the upload.
+    let up = vm.relay(Line {
+        corrupt_up: Some(120_000),
+        ..Line::default()
+    });
+    let mut s = open(&root_url(up), &[]).await.expect("open");
+    s.upload("/tmp/noisy", &data, None)
+        .await
+        .expect("upload survives noise");
+    let sum = run(&mut s, "sha256sum /tmp/noisy").await;
+    assert!(text(&sum.stdout).starts_with(&railbox_tests::sha256_hex(&data)));
+    s.close().await.expect("close");
+
+    // And one on the way back, deep in the download.
+    let down = vm.relay(Line {
+        corrupt_down: Some(120_000),
+        ..Line::default()
+    });
+    let mut s = open(&root_url(down), &[]).await.expect("open");
+    let back = s
+        .download("/tmp/noisy")
+        .await
+        .expect("download survives noise");
+    assert!(back == data, "the download came back intact");
     s.close().await.expect("close");
 }
 

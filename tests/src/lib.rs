@@ -196,3 +196,9 @@ impl StreamPeer {
         self.received.lock().expect("log").clone()
     }
 }
+
+/// Lowercase hex SHA-256 of `data`, as `sha256sum` prints it.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(data))
+}

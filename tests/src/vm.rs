@@ -96,7 +96,7 @@ fn fetch_kernel(work: &Path) {
     let depends = sh(work, "dpkg-deb -f linux-image-amd64_*.deb Depends");
     let package = depends
         .split(',')
-        .map(|d| d.trim().split_whitespace().next().unwrap_or(""))
+        .map(|d| d.split_whitespace().next().unwrap_or(""))
         .find(|d| d.starts_with("linux-image-"))
         .unwrap_or_else(|| panic!("linux-image-amd64 depends on no kernel: {depends:?}"))
         .to_string();
@@ -255,17 +255,30 @@ impl SerialVm {
     /// A loopback TCP endpoint for the console, passing at most
     /// `bytes_per_sec` each way when given.
     pub fn tcp(&self, bytes_per_sec: Option<u64>) -> SocketAddr {
+        self.relay(Line {
+            rate: bytes_per_sec,
+            ..Line::default()
+        })
+    }
+
+    /// A loopback TCP endpoint for the console that treats the bytes it
+    /// passes as `line` says.
+    pub fn relay(&self, line: Line) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let socket = self.socket();
         thread::spawn(move || {
+            let mut line = line;
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
                 let Ok(console) = UnixStream::connect(&socket) else {
                     return;
                 };
                 let _ = client.set_nodelay(true);
-                relay(client, console, bytes_per_sec);
+                relay(client, console, line);
+                // Damage only the first connection.
+                line.corrupt_up = None;
+                line.corrupt_down = None;
             }
         });
         addr
@@ -330,6 +343,19 @@ impl Drop for SerialVm {
     }
 }
 
+/// How a relay passes bytes: at a serial line's rate, and with one byte
+/// damaged in either direction, as line noise would.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Line {
+    /// Bytes per second each way; unlimited when `None`.
+    pub rate: Option<u64>,
+    /// Swap the case of the first letter at or past this offset of what the
+    /// client sends.
+    pub corrupt_up: Option<u64>,
+    /// The same for what the console sends.
+    pub corrupt_down: Option<u64>,
+}
+
 /// A socat-made pty bridged to a VM's console. socat ends when dropped.
 pub struct Pty {
     child: Child,
@@ -345,28 +371,44 @@ impl Drop for Pty {
 }
 
 /// Copy bytes both ways between a TCP client and the console until either
-/// side closes, pacing each direction to `bytes_per_sec` when given.
-fn relay(client: TcpStream, console: UnixStream, bytes_per_sec: Option<u64>) {
+/// side closes.
+fn relay(client: TcpStream, console: UnixStream, line: Line) {
     let (Ok(client_reader), Ok(console_reader)) = (client.try_clone(), console.try_clone()) else {
         return;
     };
-    let up = thread::spawn(move || pump(client_reader, console, bytes_per_sec));
-    pump(console_reader, client, bytes_per_sec);
+    let up = thread::spawn(move || pump(client_reader, console, line.rate, line.corrupt_up));
+    pump(console_reader, client, line.rate, line.corrupt_down);
     let _ = up.join();
 }
 
 /// One direction of the relay. Pacing sends at most 1/100 s of the rate at
 /// a time and sleeps until the line would have carried it.
-fn pump(mut from: impl std::io::Read, mut to: impl Shutdown, bytes_per_sec: Option<u64>) {
+fn pump(
+    mut from: impl std::io::Read,
+    mut to: impl Shutdown,
+    bytes_per_sec: Option<u64>,
+    mut corrupt_at: Option<u64>,
+) {
     let piece = bytes_per_sec.map_or(64 << 10, |r| (r / 100).max(1) as usize);
     let mut buf = vec![0; piece];
     let started = Instant::now();
     let mut sent: u64 = 0;
+    let mut offset: u64 = 0;
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if let Some(at) = corrupt_at
+            && offset + n as u64 > at
+        {
+            let start = at.saturating_sub(offset) as usize;
+            if let Some(b) = buf[start..n].iter_mut().find(|b| b.is_ascii_alphabetic()) {
+                *b ^= 0x20;
+                corrupt_at = None;
+            }
+        }
+        offset += n as u64;
         if let Some(rate) = bytes_per_sec {
             let rate = rate as f64;
             let now = started.elapsed().as_secs_f64();

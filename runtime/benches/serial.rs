@@ -1,0 +1,116 @@
+//! Benchmark of the serial transport's file upload over a line limited to
+//! 115,200 baud, run with `cargo bench -p railbox --bench serial`.
+//!
+//! The console is the qemu VM of the end-to-end tests, reached through the
+//! fixture's relay, which passes at most 11,520 bytes a second each way (8N1
+//! framing). The figure is payload bytes per second as a fraction of that
+//! raw rate: base64 alone cannot pass 0.75 of it, so random data must come
+//! close to that, and compressible data must beat 1.0.
+
+use std::time::{Duration, Instant};
+
+use railbox::connect::{self, Request};
+use railbox::{Runtime, RuntimeConfig};
+use railbox_tests::sha256_hex;
+use railbox_tests::vm::{LINE_115200, ROOT_PASSWORD, SerialVm};
+
+const SIZE: usize = 1 << 20;
+
+fn main() {
+    let vm = SerialVm::boot();
+    let addr = vm.tcp(Some(LINE_115200));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let cache = tempfile::tempdir().expect("temporary directory");
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: Some(cache.path().join("code")),
+            ..RuntimeConfig::default()
+        })
+        .expect("runtime");
+        let request = Request {
+            url: format!("serial+tcp://root:{ROOT_PASSWORD}@{addr}/"),
+            ..Request::default()
+        };
+        let started = Instant::now();
+        let (_, mut session) = connect::connect(&runtime, &request, None)
+            .await
+            .expect("the console opens");
+        let login = started.elapsed();
+        println!(
+            "{:<40} {:>22} {:>8}",
+            "benchmark (115,200 baud, 11,520 B/s)", "measured", "target"
+        );
+        println!(
+            "{:<40} {:>20.2} s {:>8}",
+            "log in and prepare the shell",
+            login.as_secs_f64(),
+            "none"
+        );
+
+        for (name, data, target) in [
+            ("upload 1 MiB of random bytes", random(SIZE), "≥ 0.70"),
+            ("upload 1 MiB of text", text(SIZE), "> 1.00"),
+        ] {
+            let started = Instant::now();
+            session
+                .upload("/tmp/bench", &data, None)
+                .await
+                .expect("upload");
+            let took = started.elapsed();
+            let check = session
+                .run("sha256sum /tmp/bench", Duration::from_secs(60))
+                .await
+                .expect("sha256sum");
+            let sum = String::from_utf8_lossy(&check.stdout).into_owned();
+            assert!(
+                sum.starts_with(&sha256_hex(&data)),
+                "the upload arrived intact"
+            );
+            let rate = SIZE as f64 / took.as_secs_f64();
+            println!(
+                "{:<40} {:>22} {:>8}",
+                name,
+                format!("{:.3} ({:.0} B/s)", rate / LINE_115200 as f64, rate),
+                target
+            );
+        }
+        session.close().await.expect("close");
+    });
+}
+
+/// Bytes no compressor can shrink (xorshift).
+fn random(n: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// Text shaped like a log file: repeated structure, varying numbers.
+fn text(n: usize) -> Vec<u8> {
+    let mut out = String::with_capacity(n + 128);
+    let mut i = 0u64;
+    while out.len() < n {
+        out.push_str(&format!(
+            "2026-12-03T10:{:02}:{:02}Z host-{:03} service[{}]: request {} served in {} ms\n",
+            (i / 60) % 60,
+            i % 60,
+            i % 17,
+            1000 + i % 7,
+            i,
+            (i * 37) % 250
+        ));
+        i += 1;
+    }
+    out.truncate(n);
+    out.into_bytes()
+}
