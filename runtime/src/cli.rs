@@ -18,6 +18,7 @@ use crate::connect::{self, ConnectError, Request};
 use crate::engine::{Runtime, RuntimeConfig};
 use crate::policy::PolicyFile;
 use crate::session::{ProgressFn, Session, SessionError};
+use crate::wrap::{Wrap, WrapError};
 
 /// Exit statuses railbox uses for its own failures.
 pub mod exit {
@@ -56,6 +57,12 @@ enum Command {
     Detect(DetectArgs),
     /// Show what a path on the target is: kind, size, mode, owner, mtime; exit 1 if nothing is there.
     Stat(StatArgs),
+    /// Upload a script to a private directory on the target, run it, remove it, exit with its status.
+    Exec(ExecArgs),
+    /// Run commands line by line, keeping the working directory between them.
+    Shell(ShellArgs),
+    /// Check a transport against the behaviours every transport must have; exit 1 if any fails.
+    Conformance(ConformanceArgs),
     /// List the built-in and installed transports.
     Transports(TransportsArgs),
     /// Show what a transport component imports, declares and may reach.
@@ -81,10 +88,44 @@ struct ConnectArgs {
     policy: Option<PathBuf>,
 }
 
+/// How to wrap the remote command.
+#[derive(Debug, Args)]
+struct WrapArgs {
+    /// Run through `sudo -n` (which fails rather than ask for a password).
+    #[arg(long)]
+    sudo: bool,
+
+    /// Run as this user (with --sudo through `sudo -u`, otherwise `su`).
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
+
+    /// Change to this directory on the target first.
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<String>,
+
+    /// Set an environment variable for the command (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_option)]
+    env: Vec<(String, String)>,
+}
+
+impl WrapArgs {
+    fn wrap(&self) -> Wrap {
+        Wrap {
+            sudo: self.sudo,
+            user: self.user.clone(),
+            cwd: self.cwd.clone(),
+            env: self.env.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 struct RunArgs {
     #[command(flatten)]
     connect: ConnectArgs,
+
+    #[command(flatten)]
+    wrap: WrapArgs,
 
     /// Give up on the command after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 600.0)]
@@ -171,6 +212,53 @@ struct InspectArgs {
     policy: Option<PathBuf>,
 
     /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ExecArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+
+    #[command(flatten)]
+    wrap: WrapArgs,
+
+    /// Give up on the script after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600.0)]
+    timeout: f64,
+
+    /// Local script to run on the target.
+    script: PathBuf,
+
+    /// Arguments passed to the script, each as one word.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct ShellArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+
+    #[command(flatten)]
+    wrap: WrapArgs,
+
+    /// Give up on each line after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600.0)]
+    timeout: f64,
+}
+
+#[derive(Debug, Args)]
+struct ConformanceArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+
+    /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
@@ -286,6 +374,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Download(args) => download(&runtime, args).await,
         Command::Detect(args) => detect(&runtime, args).await,
         Command::Stat(args) => stat(&runtime, args).await,
+        Command::Exec(args) => exec(&runtime, args).await,
+        Command::Shell(args) => shell(&runtime, args).await,
+        Command::Conformance(args) => conformance(&runtime, args).await,
         Command::Transports(args) => {
             crate::inspect::list(&runtime, &args.transports, args.json).await
         }
@@ -333,17 +424,26 @@ fn context(url: &str, failure: Failure) -> Failure {
     }
 }
 
-async fn run(runtime: &Arc<Runtime>, args: RunArgs) -> Result<u8, Failure> {
-    let timeout = Duration::try_from_secs_f64(args.timeout)
+fn parse_timeout(secs: f64) -> Result<Duration, Failure> {
+    Duration::try_from_secs_f64(secs)
         .ok()
         .filter(|t| !t.is_zero())
         .ok_or_else(|| {
             Failure::usage(format!(
-                "--timeout must be a positive number of seconds, got {}",
-                args.timeout
+                "--timeout must be a positive number of seconds, got {secs}"
             ))
-        })?;
-    let command = args.command.join(" ");
+        })
+}
+
+impl From<WrapError> for Failure {
+    fn from(err: WrapError) -> Failure {
+        Failure::usage(err)
+    }
+}
+
+async fn run(runtime: &Arc<Runtime>, args: RunArgs) -> Result<u8, Failure> {
+    let timeout = parse_timeout(args.timeout)?;
+    let command = args.wrap.wrap().apply(&args.command.join(" "))?;
     let result = async {
         let mut session = open(runtime, &args.connect, None).await?;
         let output = session.run(&command, timeout).await;
@@ -353,10 +453,7 @@ async fn run(runtime: &Arc<Runtime>, args: RunArgs) -> Result<u8, Failure> {
     .await;
     match (result, args.json) {
         (Ok(output), false) => {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(&output.stdout).and_then(|()| out.flush());
-            let mut err = std::io::stderr().lock();
-            let _ = err.write_all(&output.stderr).and_then(|()| err.flush());
+            print_output(&output);
             Ok(exit_status(output.exit_status))
         }
         (Ok(output), true) => {
@@ -403,7 +500,7 @@ async fn upload(runtime: &Arc<Runtime>, args: UploadArgs) -> Result<u8, Failure>
     let mode = file_mode(&args.local);
     let (bar, progress) = progress_bar(data.len() as u64);
     let mut session = open(runtime, &args.connect, progress).await?;
-    let sent = session.upload(&args.remote, &data, mode).await;
+    let sent = crate::files::write(&mut session, &args.remote, &data, mode).await;
     let _ = session.close().await;
     bar.finish_and_clear();
     sent.map_err(|e| context(&args.connect.url, e.into()))?;
@@ -413,7 +510,7 @@ async fn upload(runtime: &Arc<Runtime>, args: UploadArgs) -> Result<u8, Failure>
 async fn download(runtime: &Arc<Runtime>, args: DownloadArgs) -> Result<u8, Failure> {
     let (bar, progress) = progress_bar(0);
     let mut session = open(runtime, &args.connect, progress).await?;
-    let data = session.download(&args.remote).await;
+    let data = crate::files::read(&mut session, &args.remote).await;
     let _ = session.close().await;
     bar.finish_and_clear();
     let data = data.map_err(|e| context(&args.connect.url, e.into()))?;
@@ -466,6 +563,201 @@ async fn stat(runtime: &Arc<Runtime>, args: StatArgs) -> Result<u8, Failure> {
         }
     }
     Ok(0)
+}
+
+/// Write a command's output to this process's stdout and stderr.
+fn print_output(output: &crate::bindings::types::CommandOutput) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(&output.stdout).and_then(|()| out.flush());
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(&output.stderr).and_then(|()| err.flush());
+}
+
+async fn exec(runtime: &Arc<Runtime>, args: ExecArgs) -> Result<u8, Failure> {
+    let timeout = parse_timeout(args.timeout)?;
+    let script = std::fs::read(&args.script)
+        .map_err(|e| Failure::usage(format!("cannot read {}: {e}", args.script.display())))?;
+    let wrap = args.wrap.wrap();
+    // Checked before anything reaches the target.
+    wrap.apply("true")?;
+    let url = args.connect.url.clone();
+    let mut session = open(runtime, &args.connect, None).await?;
+    // Another user must be able to reach the script; only its owner may
+    // list the directory.
+    let dir_mode = if args.wrap.user.is_some() {
+        "711"
+    } else {
+        "700"
+    };
+    let made = session
+        .run(
+            &format!("d=$(mktemp -d /tmp/railbox-exec.XXXXXX) && chmod {dir_mode} \"$d\" && printf %s \"$d\""),
+            Duration::from_secs(120),
+        )
+        .await
+        .map_err(|e| context(&url, e.into()))?;
+    let dir = String::from_utf8_lossy(&made.stdout).trim().to_string();
+    if made.exit_status != 0 || !dir.starts_with("/tmp/railbox-exec.") {
+        let _ = session.close().await;
+        let said = String::from_utf8_lossy(&made.stderr);
+        return Err(context(
+            &url,
+            Failure {
+                code: exit::TRANSPORT,
+                message: format!(
+                    "cannot make a private directory on the target: {}",
+                    said.trim()
+                ),
+            },
+        ));
+    }
+    let name = args
+        .script
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .unwrap_or_else(|| "script".into());
+    let remote = format!("{dir}/{name}");
+    let mut line = crate::files::shell_quote(&remote);
+    for arg in &args.args {
+        line.push(' ');
+        line.push_str(&crate::files::shell_quote(arg));
+    }
+    let command = wrap.apply(&line)?;
+    let script_mode = if args.wrap.user.is_some() {
+        0o755
+    } else {
+        0o700
+    };
+    let outcome = tokio::select! {
+        result = async {
+            crate::files::write(&mut session, &remote, &script, Some(script_mode)).await?;
+            Ok::<_, Failure>(session.run(&command, timeout).await?)
+        } => Some(result),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    let Some(outcome) = outcome else {
+        // The interrupted call may have left its session unusable; a new
+        // one removes the directory.
+        if let Ok(mut cleanup) = open(runtime, &args.connect, None).await {
+            let _ = crate::files::remove(&mut cleanup, &dir, true).await;
+            let _ = cleanup.close().await;
+        }
+        return Err(context(
+            &url,
+            Failure {
+                code: 130,
+                message: "interrupted; the script's directory was removed".into(),
+            },
+        ));
+    };
+    let removed = crate::files::remove(&mut session, &dir, true).await;
+    let _ = session.close().await;
+    let output = outcome.map_err(|f| context(&url, f))?;
+    print_output(&output);
+    if let Err(e) = removed {
+        tracing::warn!("the script ran, but {e}");
+    }
+    Ok(exit_status(output.exit_status))
+}
+
+/// Marks the end of a shell line's output, before the working directory.
+const CWD_MARK: &str = "\u{1e}railbox-cwd\u{1e}";
+
+async fn shell(runtime: &Arc<Runtime>, args: ShellArgs) -> Result<u8, Failure> {
+    use tokio::io::AsyncBufReadExt as _;
+    let timeout = parse_timeout(args.timeout)?;
+    let wrap = args.wrap.wrap();
+    wrap.apply("true")?;
+    let url = args.connect.url.clone();
+    let mut session = open(runtime, &args.connect, None).await?;
+    let start = session
+        .run(&wrap.apply("pwd")?, Duration::from_secs(120))
+        .await
+        .map_err(|e| context(&url, e.into()))?;
+    let mut cwd = String::from_utf8_lossy(&start.stdout)
+        .trim_end_matches('\n')
+        .to_string();
+    let interactive = std::io::stdin().is_terminal();
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut status = 0;
+    loop {
+        if interactive {
+            eprint!("{} {cwd}$ ", crate::target::redact(&url));
+        }
+        let Ok(Some(line)) = lines.next_line().await else {
+            break;
+        };
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        if matches!(trimmed, "exit" | "logout") {
+            break;
+        }
+        let here = Wrap {
+            cwd: Some(cwd.clone()),
+            ..wrap.clone()
+        };
+        let body = format!(
+            "{line}\nrailbox_status=$?\nprintf '{CWD_MARK}%s' \"$(pwd)\"\nexit $railbox_status"
+        );
+        let output = match session.run(&here.apply(&body)?, timeout).await {
+            Ok(output) => output,
+            Err(e) if e.is_timeout() => {
+                eprintln!("railbox: {e}");
+                status = exit::TIMEOUT;
+                continue;
+            }
+            Err(e) => return Err(context(&url, e.into())),
+        };
+        let mut stdout = output.stdout.clone();
+        let mark = CWD_MARK.as_bytes();
+        if let Some(at) = stdout.windows(mark.len()).rposition(|w| w == mark) {
+            cwd = String::from_utf8_lossy(&stdout[at + mark.len()..]).into_owned();
+            stdout.truncate(at);
+        }
+        print_output(&crate::bindings::types::CommandOutput {
+            stdout,
+            stderr: output.stderr,
+            exit_status: output.exit_status,
+        });
+        status = exit_status(output.exit_status);
+    }
+    let _ = session.close().await;
+    Ok(status)
+}
+
+async fn conformance(runtime: &Arc<Runtime>, args: ConformanceArgs) -> Result<u8, Failure> {
+    let mut session = open(runtime, &args.connect, None).await?;
+    let transport = session.transport().to_string();
+    let checks = crate::conformance::run(&mut session).await;
+    let _ = session.close().await;
+    let failed = checks.iter().filter(|c| !c.passed).count();
+    if args.json {
+        let value = json!({
+            "url": crate::target::redact(&args.connect.url),
+            "transport": transport,
+            "passed": checks.len() - failed,
+            "failed": failed,
+            "checks": checks,
+        });
+        println!("{value}");
+    } else {
+        println!(
+            "{transport} at {}",
+            crate::target::redact(&args.connect.url)
+        );
+        for check in &checks {
+            let verdict = if check.passed { "pass" } else { "FAIL" };
+            println!(
+                "  {verdict}  {:<20} {:>7.2} s  {}",
+                check.name, check.seconds, check.detail
+            );
+        }
+        println!("{} passed, {failed} failed", checks.len() - failed);
+    }
+    Ok(if failed == 0 { 0 } else { 1 })
 }
 
 fn file_mode(path: &PathBuf) -> Option<u32> {

@@ -1,10 +1,17 @@
-//! File questions over any transport, built on run-command: stat and
-//! existence, one command each.
+//! Files over any transport, built on run-command: stat, existence, read,
+//! atomic write, SHA-256, mkdir and remove, one command each (a transfer
+//! takes one per chunk).
 //!
 //! On POSIX targets `stat -c` (GNU coreutils and busybox) answers, with
 //! `stat -f` for the BSDs and macOS. Paths are passed as one single-quoted
 //! shell word after `--` wherever the tool takes it, so spaces, quotes,
-//! newlines, `$(...)` and leading dashes stay part of the name.
+//! newlines, `$(...)` and leading dashes stay part of the name. Reads and
+//! writes use the transport's native transfer and fall back to base64
+//! chunks through commands, checked by SHA-256, when it has none.
+//!
+//! Only POSIX shells are served. Windows targets need the same operations
+//! in PowerShell (`Get-Item`, `[IO.File]::WriteAllBytes`, `Get-FileHash`);
+//! they are not written yet, and the commands here fail on them.
 
 use std::time::Duration;
 
@@ -72,7 +79,31 @@ pub enum FilesError {
         /// What came back instead.
         reason: String,
     },
+    /// The target refused or failed the operation.
+    #[error("cannot {action} {path}: {reason}")]
+    Failed {
+        /// What was being done, such as `write`.
+        action: &'static str,
+        /// The path.
+        path: String,
+        /// The target's own words, or what went wrong.
+        reason: String,
+    },
 }
+
+impl FilesError {
+    fn failed(action: &'static str, path: &str, reason: impl Into<String>) -> FilesError {
+        FilesError::Failed {
+            action,
+            path: path.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Raw bytes per chunk of a transfer through commands: its base64 fits in
+/// one command line or one answer on every transport.
+pub const CHUNK: usize = 24 * 1024;
 
 /// How long one file command may take on the target.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
@@ -137,6 +168,195 @@ pub async fn stat(session: &mut Session, path: &str) -> Result<Option<FileStat>,
 /// Whether anything (a dangling symbolic link too) is at `path`.
 pub async fn exists(session: &mut Session, path: &str) -> Result<bool, FilesError> {
     Ok(stat(session, path).await?.is_some())
+}
+
+/// Read the file at `path`: the transport's own download, or chunks
+/// through commands when it has none.
+pub async fn read(session: &mut Session, path: &str) -> Result<Vec<u8>, FilesError> {
+    match session.download(path).await {
+        Err(e) if e.is_unsupported() => read_by_commands(session, path).await,
+        other => Ok(other?),
+    }
+}
+
+/// Write `data` to `path` atomically (a temporary file beside it, then a
+/// rename): the transport's own upload, or chunks through commands.
+pub async fn write(
+    session: &mut Session,
+    path: &str,
+    data: &[u8],
+    mode: Option<u32>,
+) -> Result<(), FilesError> {
+    match session.upload(path, data, mode).await {
+        Err(e) if e.is_unsupported() => write_by_commands(session, path, data, mode).await,
+        other => Ok(other?),
+    }
+}
+
+/// Run one of this module's scripts; its stdout, or its stderr as the
+/// reason it failed.
+async fn script(
+    session: &mut Session,
+    action: &'static str,
+    path: &str,
+    script: &str,
+) -> Result<Vec<u8>, FilesError> {
+    let out = session.run(script, COMMAND_TIMEOUT).await?;
+    if out.exit_status == 0 {
+        return Ok(out.stdout);
+    }
+    let said = String::from_utf8_lossy(&out.stderr);
+    let said = said.trim();
+    let reason = match out.exit_status {
+        3 => "nothing is there".to_string(),
+        4 => "it is not a regular file".to_string(),
+        _ if said.is_empty() => format!("the command failed with status {}", out.exit_status),
+        _ => said.lines().last().unwrap_or(said).to_string(),
+    };
+    Err(FilesError::failed(action, path, reason))
+}
+
+/// The SHA-256 of the file at `path`, as lowercase hex.
+pub async fn sha256(session: &mut Session, path: &str) -> Result<String, FilesError> {
+    let p = shell_quote(path);
+    let out = script(
+        session,
+        "checksum",
+        path,
+        &format!(
+            "p={p}\n[ -e \"$p\" ] || exit 3\n[ -f \"$p\" ] || exit 4\n{}",
+            SHA256_OF_P
+        ),
+    )
+    .await?;
+    let text = String::from_utf8_lossy(&out);
+    let hex = text.split_whitespace().next().unwrap_or_default();
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(hex.to_ascii_lowercase())
+    } else {
+        Err(FilesError::failed(
+            "checksum",
+            path,
+            "no SHA-256 tool answered (sha256sum, shasum, openssl)",
+        ))
+    }
+}
+
+/// Prints `HEX ...` for the file `$p` with whichever tool the target has.
+/// The file comes on stdin, so no tool sees (or escapes) its name.
+const SHA256_OF_P: &str = "if command -v sha256sum >/dev/null 2>&1; then sha256sum < \"$p\"\n\
+    elif command -v shasum >/dev/null 2>&1; then shasum -a 256 < \"$p\"\n\
+    else openssl dgst -sha256 -r < \"$p\"; fi";
+
+/// Make a directory and any missing parents; one that exists is fine.
+pub async fn mkdir(session: &mut Session, path: &str) -> Result<(), FilesError> {
+    let p = shell_quote(path);
+    script(session, "make directory", path, &format!("mkdir -p -- {p}")).await?;
+    Ok(())
+}
+
+/// Remove what is at `path`: a file or link, an empty directory, or with
+/// `recursive` a whole tree. Nothing there is fine.
+pub async fn remove(session: &mut Session, path: &str, recursive: bool) -> Result<(), FilesError> {
+    let p = shell_quote(path);
+    let dir = if recursive { "rm -rf --" } else { "rmdir --" };
+    let text = format!(
+        "p={p}\nif [ -d \"$p\" ] && [ ! -h \"$p\" ]; then {dir} \"$p\"\n\
+         elif [ -e \"$p\" ] || [ -h \"$p\" ]; then rm -f -- \"$p\"; fi"
+    );
+    script(session, "remove", path, &text).await?;
+    Ok(())
+}
+
+/// Read a file in base64 chunks, each one command, then check the whole.
+pub async fn read_by_commands(session: &mut Session, path: &str) -> Result<Vec<u8>, FilesError> {
+    use base64::Engine as _;
+    let p = shell_quote(path);
+    let head = format!(
+        "p={p}\n[ -e \"$p\" ] || exit 3\n[ -f \"$p\" ] || exit 4\nwc -c < \"$p\"\n{SHA256_OF_P}"
+    );
+    let out = script(session, "read", path, &head).await?;
+    let text = String::from_utf8_lossy(&out);
+    let mut words = text.split_whitespace();
+    let (Some(size), Some(whole)) = (
+        words.next().and_then(|w| w.parse::<u64>().ok()),
+        words.next(),
+    ) else {
+        return Err(FilesError::failed(
+            "read",
+            path,
+            format!("unexpected answer {:?}", text.trim()),
+        ));
+    };
+    let mut data = Vec::with_capacity(size as usize);
+    for index in 0..size.div_ceil(CHUNK as u64) {
+        let chunk = format!(
+            "p={p}\ncase \"$p\" in -*) p=./$p;; esac\n\
+             dd if=\"$p\" bs={CHUNK} skip={index} count=1 2>/dev/null | base64"
+        );
+        let out = script(session, "read", path, &chunk).await?;
+        let clean: Vec<u8> = out
+            .into_iter()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(clean)
+            .map_err(|e| {
+                FilesError::failed("read", path, format!("chunk {index} is not base64: {e}"))
+            })?;
+        data.extend_from_slice(&bytes);
+    }
+    if data.len() as u64 != size || hex_sha256(&data) != whole.to_ascii_lowercase() {
+        return Err(FilesError::failed(
+            "read",
+            path,
+            "the file changed while it was read, or arrived damaged",
+        ));
+    }
+    Ok(data)
+}
+
+/// Write a file in base64 chunks appended to a temporary file beside it,
+/// each one command; check the whole, then rename it into place.
+pub async fn write_by_commands(
+    session: &mut Session,
+    path: &str,
+    data: &[u8],
+    mode: Option<u32>,
+) -> Result<(), FilesError> {
+    use base64::Engine as _;
+    let p = shell_quote(path);
+    let t = shell_quote(&format!("{path}.railbox-tmp"));
+    script(session, "write", path, &format!("t={t}\n: > \"$t\"")).await?;
+    let written = async {
+        for chunk in data.chunks(CHUNK) {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(chunk);
+            let append = format!("t={t}\nprintf %s {b64} | base64 -d >> \"$t\"");
+            script(session, "write", path, &append).await?;
+        }
+        let chmod = mode.map_or(String::new(), |m| {
+            format!("chmod {:o} \"$t\" &&\n", m & 0o7777)
+        });
+        let finish = format!(
+            "t={t}\np=\"$t\"\nsum=$({SHA256_OF_P}) || exit 1\nset -- $sum\n\
+             [ \"$1\" = {} ] || {{ echo 'the file arrived damaged' >&2; exit 1; }}\n\
+             {chmod}mv -f -- \"$t\" {p}",
+            hex_sha256(data)
+        );
+        script(session, "write", path, &finish).await?;
+        Ok(())
+    }
+    .await;
+    if written.is_err() {
+        let _ = session.run(&format!("rm -f -- {t}"), COMMAND_TIMEOUT).await;
+    }
+    written
+}
+
+/// Lowercase hex SHA-256 of `data`.
+pub fn hex_sha256(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(data))
 }
 
 fn parse_stat(text: &str) -> Result<Option<FileStat>, String> {

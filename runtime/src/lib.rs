@@ -11,6 +11,7 @@ pub mod aws;
 pub mod bindings;
 pub mod cache;
 pub mod cli;
+pub mod conformance;
 pub mod connect;
 pub mod describe;
 pub mod engine;
@@ -28,6 +29,7 @@ pub mod session;
 pub mod stream;
 pub mod target;
 pub mod transport;
+pub mod wrap;
 
 pub use engine::{Allocation, Runtime, RuntimeConfig};
 pub use policy::Policy;

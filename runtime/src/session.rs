@@ -200,6 +200,11 @@ pub enum SessionError {
 }
 
 impl SessionError {
+    /// Whether the transport said it does not implement the operation.
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self, SessionError::Transport(types::Error::Unsupported(_)))
+    }
+
     /// Whether this is the transport's own timeout error.
     pub fn is_timeout(&self) -> bool {
         matches!(self, SessionError::Transport(types::Error::Timeout(_)))

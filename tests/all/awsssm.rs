@@ -19,7 +19,7 @@ use ssm_emulator::{
 use crate::support::{code, stderr};
 
 /// Three online instances and one offline, with quick pickup.
-fn config() -> Config {
+pub(crate) fn config() -> Config {
     let mut instances = Instance::numbered_range(3);
     instances.push(Instance::numbered(4).with_ping_status(PingStatus::ConnectionLost));
     Config {
@@ -32,7 +32,7 @@ fn config() -> Config {
     }
 }
 
-async fn emulator(config: Config) -> EmulatorHandle {
+pub(crate) async fn emulator(config: Config) -> EmulatorHandle {
     Emulator::start(config).await.expect("the emulator starts")
 }
 
@@ -56,7 +56,7 @@ async fn railbox_with_secret(
         .expect("railbox runs")
 }
 
-async fn railbox(home: &Path, emulator: &EmulatorHandle, args: &[&str]) -> Output {
+pub(crate) async fn railbox(home: &Path, emulator: &EmulatorHandle, args: &[&str]) -> Output {
     railbox_with_secret(home, emulator, DEFAULT_SECRET_ACCESS_KEY, args).await
 }
 

@@ -6,6 +6,7 @@
 mod awsssm;
 mod cache;
 mod cli;
+mod generic;
 mod hostile;
 mod serial;
 mod support;
