@@ -24,6 +24,10 @@ use crate::wrap::{Wrap, WrapError};
 pub mod exit {
     /// `stat`: nothing is at the path.
     pub const MISSING: u8 = 1;
+    /// `conformance`: at least one check failed.
+    pub const CHECK_FAILED: u8 = 1;
+    /// `exec`: interrupted with ^C.
+    pub const INTERRUPTED: u8 = 130;
     /// The remote command did not finish within its timeout.
     pub const TIMEOUT: u8 = 124;
     /// railbox could not start: bad arguments, URL, option, policy or
@@ -757,7 +761,7 @@ async fn conformance(runtime: &Arc<Runtime>, args: ConformanceArgs) -> Result<u8
         }
         println!("{} passed, {failed} failed", checks.len() - failed);
     }
-    Ok(if failed == 0 { 0 } else { 1 })
+    Ok(if failed == 0 { 0 } else { exit::CHECK_FAILED })
 }
 
 fn file_mode(path: &PathBuf) -> Option<u32> {

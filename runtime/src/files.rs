@@ -174,7 +174,9 @@ pub async fn exists(session: &mut Session, path: &str) -> Result<bool, FilesErro
 /// through commands when it has none.
 pub async fn read(session: &mut Session, path: &str) -> Result<Vec<u8>, FilesError> {
     match session.download(path).await {
-        Err(e) if e.is_unsupported() => read_by_commands(session, path).await,
+        Err(e) if e.is_unsupported() => read_by_commands(session, path)
+            .await
+            .map_err(|e| without_shell("read", path, "download", e)),
         other => Ok(other?),
     }
 }
@@ -188,8 +190,23 @@ pub async fn write(
     mode: Option<u32>,
 ) -> Result<(), FilesError> {
     match session.upload(path, data, mode).await {
-        Err(e) if e.is_unsupported() => write_by_commands(session, path, data, mode).await,
+        Err(e) if e.is_unsupported() => write_by_commands(session, path, data, mode)
+            .await
+            .map_err(|e| without_shell("write", path, "upload", e)),
         other => Ok(other?),
+    }
+}
+
+/// Say so when the fallback failed because the transport cannot run shell
+/// commands either.
+fn without_shell(action: &'static str, path: &str, native: &str, err: FilesError) -> FilesError {
+    match err {
+        FilesError::Session(e) if e.is_unsupported() => FilesError::failed(
+            action,
+            path,
+            format!("the transport has no {native} of its own, and running commands failed: {e}"),
+        ),
+        other => other,
     }
 }
 

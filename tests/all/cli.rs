@@ -387,7 +387,7 @@ fn upload_and_download_use_the_transports_file_transfer() {
 }
 
 #[test]
-fn an_unsupported_upload_says_so() {
+fn an_upload_without_native_transfer_falls_back_to_commands() {
     let home = tempfile::tempdir().unwrap();
     let local = home.path().join("in.bin");
     std::fs::write(&local, b"x").unwrap();
@@ -402,7 +402,12 @@ fn an_unsupported_upload_says_so() {
             "/unsupported",
         ],
     );
-    assert_one_line_error(&out, 255, "unsupported: no native upload");
+    // The probe runs no shell, so the fallback through commands fails too.
+    assert_one_line_error(
+        &out,
+        255,
+        "cannot write /unsupported: the transport has no upload of its own, and running commands failed",
+    );
 }
 
 #[tokio::test]

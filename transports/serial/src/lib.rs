@@ -3,7 +3,7 @@
 //! (`serial+tcp://host:port`).
 //!
 //! This file is the export boundary: it describes the transport and turns
-//! the host's target into a [`shell::Shell`]. The protocol lives below it:
+//! the host's target into a `shell::Shell`. The protocol lives below it:
 //! `login` reaches a shell, `shell` frames commands, `transfer` moves files;
 //! only `link` touches the host.
 
