@@ -86,6 +86,36 @@ pub fn decode_chunk(text: &[u8], packed: bool) -> Option<Vec<u8>> {
 }
 
 impl<L: Link> Shell<L> {
+    /// Move chunk `index` of `path` with `step` until it arrives intact
+    /// (`Some`), at most [`ATTEMPTS`] times. A step that times out is
+    /// interrupted and the console resynchronised before the next attempt.
+    fn attempts<T>(
+        &mut self,
+        path: &str,
+        index: usize,
+        again: &str,
+        mut step: impl FnMut(&mut Self) -> Result<Option<T>, Error>,
+    ) -> Result<T, Error> {
+        for attempt in 1..=ATTEMPTS {
+            match step(self) {
+                Ok(Some(done)) => return Ok(done),
+                Ok(None) => {}
+                Err(Error::Timeout(_)) => self.recover()?,
+                Err(e) => return Err(self.fail(e)),
+            }
+            if attempt < ATTEMPTS {
+                self.con.link.log(
+                    Level::Warn,
+                    &format!("chunk {} of {path} arrived corrupted; {again}", index + 1),
+                );
+            }
+        }
+        Err(Error::Protocol(format!(
+            "chunk {} of {path} arrived corrupted {ATTEMPTS} times",
+            index + 1
+        )))
+    }
+
     fn need_tools(&self, what: &str, tools: &[(&str, bool)]) -> Result<(), Error> {
         let missing: Vec<&str> = tools
             .iter()
@@ -179,31 +209,12 @@ impl<L: Link> Shell<L> {
                 if packed.is_some() { " | gunzip" } else { "" },
                 sha256_hex(chunk)
             );
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let chunk_deadline =
-                    (Instant::now() + self.config.line_time(lines.len())).min(deadline);
-                match self.exec_raw_with(&body, &lines, chunk_deadline) {
-                    Ok(raw) if raw.status == 0 => break,
-                    Ok(_) => {}
-                    Err(Error::Timeout(_)) => self.recover()?,
-                    Err(e) => return Err(self.fail(e)),
-                }
-                if attempt == ATTEMPTS {
-                    return Err(Error::Protocol(format!(
-                        "chunk {} of {path} arrived corrupted {ATTEMPTS} times",
-                        index + 1
-                    )));
-                }
-                self.con.link.log(
-                    Level::Warn,
-                    &format!(
-                        "chunk {} of {path} arrived corrupted; sending it again",
-                        index + 1
-                    ),
-                );
-            }
+            let wait = self.config.line_time(lines.len());
+            self.attempts(path, index, "sending it again", |shell| {
+                let chunk_deadline = (Instant::now() + wait).min(deadline);
+                let raw = shell.exec_raw_with(&body, &lines, chunk_deadline)?;
+                Ok((raw.status == 0).then_some(()))
+            })?;
             done += chunk.len() as u64;
             self.con.link.progress(&operation, done, total);
         }
@@ -279,37 +290,15 @@ impl<L: Link> Shell<L> {
                 "{read}{} | base64; set -- $({read} | sha256sum); echo \"$1\"",
                 if packed { " | gzip -c" } else { "" }
             );
-            let mut attempt = 0;
-            let piece = loop {
-                attempt += 1;
-                let wanted = (chunk as usize * 4 / 3) * 2;
-                let chunk_deadline = Instant::now() + self.config.line_time(wanted);
-                let got = match self.exec_raw(&body, chunk_deadline) {
-                    Ok(raw) if raw.status == 0 => split_chunk(&raw.out, packed),
-                    Ok(_) => None,
-                    Err(Error::Timeout(_)) => {
-                        self.recover()?;
-                        None
-                    }
-                    Err(e) => return Err(self.fail(e)),
-                };
-                if let Some(piece) = got {
-                    break piece;
-                }
-                if attempt == ATTEMPTS {
-                    return Err(Error::Protocol(format!(
-                        "chunk {} of {path} arrived corrupted {ATTEMPTS} times",
-                        index + 1
-                    )));
-                }
-                self.con.link.log(
-                    Level::Warn,
-                    &format!(
-                        "chunk {} of {path} arrived corrupted; reading it again",
-                        index + 1
-                    ),
-                );
-            };
+            let wait = self.config.line_time(chunk as usize * 8 / 3);
+            let piece = self.attempts(path, index as usize, "reading it again", |shell| {
+                let raw = shell.exec_raw(&body, Instant::now() + wait)?;
+                Ok(if raw.status == 0 {
+                    split_chunk(&raw.out, packed)
+                } else {
+                    None
+                })
+            })?;
             data.extend_from_slice(&piece);
             self.con.link.progress(&operation, data.len() as u64, size);
         }
