@@ -170,34 +170,43 @@ async fn setup_and_teardown_run_in_the_login_shell() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_chunk_damaged_on_the_line_is_sent_again() {
     let vm = SerialVm::boot();
-    let data: Vec<u8> = (0..256 * 1024u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+    // Noise that no compressor shrinks, so the damage lands in the data.
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let data: Vec<u8> = (0..256 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
         .collect();
 
     // One letter flipped on the way to the console, deep in the upload.
     let up = vm.relay(Line {
-        corrupt_up: Some(120_000),
+        corrupt_up: Some(60_000),
         ..Line::default()
     });
-    let mut s = open(&root_url(up), &[]).await.expect("open");
+    let mut s = open(&root_url(up.addr), &[]).await.expect("open");
     s.upload("/tmp/noisy", &data, None)
         .await
         .expect("upload survives noise");
     let sum = run(&mut s, "sha256sum /tmp/noisy").await;
     assert!(text(&sum.stdout).starts_with(&railbox_tests::sha256_hex(&data)));
+    assert_eq!(up.damaged(), 1, "the relay damaged the upload");
     s.close().await.expect("close");
 
     // And one on the way back, deep in the download.
     let down = vm.relay(Line {
-        corrupt_down: Some(120_000),
+        corrupt_down: Some(60_000),
         ..Line::default()
     });
-    let mut s = open(&root_url(down), &[]).await.expect("open");
+    let mut s = open(&root_url(down.addr), &[]).await.expect("open");
     let back = s
         .download("/tmp/noisy")
         .await
         .expect("download survives noise");
     assert!(back == data, "the download came back intact");
+    assert_eq!(down.damaged(), 1, "the relay damaged the download");
     s.close().await.expect("close");
 }
 
@@ -267,14 +276,14 @@ async fn kernel_messages_stay_out_of_the_output_and_the_level_is_restored() {
 async fn binary_files_round_trip_with_hostile_names() {
     let vm = SerialVm::boot();
     let mut s = open(&root_url(vm.tcp(None)), &[]).await.expect("open");
-    let random: Vec<u8> = (0..100 * 1024u32)
+    let pattern: Vec<u8> = (0..100 * 1024u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let text_like = "line of compressible text\n".repeat(12_000).into_bytes();
     let cases: &[(&str, Vec<u8>)] = &[
         ("/tmp/empty", Vec::new()),
         ("/tmp/one", vec![0xff]),
-        ("/tmp/random.bin", random),
+        ("/tmp/pattern.bin", pattern),
         ("/tmp/text.txt", text_like),
         ("/tmp/'; rm -rf ~ #", b"quote".to_vec()),
         ("/tmp/$(reboot)", b"dollar".to_vec()),

@@ -15,7 +15,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -259,14 +260,17 @@ impl SerialVm {
             rate: bytes_per_sec,
             ..Line::default()
         })
+        .addr
     }
 
     /// A loopback TCP endpoint for the console that treats the bytes it
     /// passes as `line` says.
-    pub fn relay(&self, line: Line) -> SocketAddr {
+    pub fn relay(&self, line: Line) -> Relay {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let socket = self.socket();
+        let damaged = Arc::new(AtomicUsize::new(0));
+        let count = damaged.clone();
         thread::spawn(move || {
             let mut line = line;
             for client in listener.incoming() {
@@ -275,13 +279,13 @@ impl SerialVm {
                     return;
                 };
                 let _ = client.set_nodelay(true);
-                relay(client, console, line);
+                relay(client, console, line, &count);
                 // Damage only the first connection.
                 line.corrupt_up = None;
                 line.corrupt_down = None;
             }
         });
-        addr
+        Relay { addr, damaged }
     }
 
     /// A pty whose other side socat bridges to the console; the returned
@@ -356,6 +360,20 @@ pub struct Line {
     pub corrupt_down: Option<u64>,
 }
 
+/// A running relay.
+pub struct Relay {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    damaged: Arc<AtomicUsize>,
+}
+
+impl Relay {
+    /// How many bytes it has damaged so far.
+    pub fn damaged(&self) -> usize {
+        self.damaged.load(Ordering::SeqCst)
+    }
+}
+
 /// A socat-made pty bridged to a VM's console. socat ends when dropped.
 pub struct Pty {
     child: Child,
@@ -372,12 +390,27 @@ impl Drop for Pty {
 
 /// Copy bytes both ways between a TCP client and the console until either
 /// side closes.
-fn relay(client: TcpStream, console: UnixStream, line: Line) {
+fn relay(client: TcpStream, console: UnixStream, line: Line, damaged: &Arc<AtomicUsize>) {
     let (Ok(client_reader), Ok(console_reader)) = (client.try_clone(), console.try_clone()) else {
         return;
     };
-    let up = thread::spawn(move || pump(client_reader, console, line.rate, line.corrupt_up));
-    pump(console_reader, client, line.rate, line.corrupt_down);
+    let up_damaged = damaged.clone();
+    let up = thread::spawn(move || {
+        pump(
+            client_reader,
+            console,
+            line.rate,
+            line.corrupt_up,
+            &up_damaged,
+        )
+    });
+    pump(
+        console_reader,
+        client,
+        line.rate,
+        line.corrupt_down,
+        damaged,
+    );
     let _ = up.join();
 }
 
@@ -388,6 +421,7 @@ fn pump(
     mut to: impl Shutdown,
     bytes_per_sec: Option<u64>,
     mut corrupt_at: Option<u64>,
+    damaged: &AtomicUsize,
 ) {
     let piece = bytes_per_sec.map_or(64 << 10, |r| (r / 100).max(1) as usize);
     let mut buf = vec![0; piece];
@@ -406,6 +440,7 @@ fn pump(
             if let Some(b) = buf[start..n].iter_mut().find(|b| b.is_ascii_alphabetic()) {
                 *b ^= 0x20;
                 corrupt_at = None;
+                damaged.fetch_add(1, Ordering::SeqCst);
             }
         }
         offset += n as u64;
