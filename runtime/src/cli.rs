@@ -414,6 +414,10 @@ async fn open(
         transports: args.transports.clone(),
         policy: load_policy(args.policy.as_ref())?,
         aws_credentials: None,
+        fallback_secrets: std::env::var("RAILBOX_PASSWORD")
+            .ok()
+            .map(|p| vec![("password".to_string(), p)])
+            .unwrap_or_default(),
     };
     let (_, session) = connect::connect(runtime, &request, progress)
         .await

@@ -49,6 +49,10 @@ pub struct Request {
     /// Credentials to sign AWS requests with, instead of the standard chain;
     /// for tools that hold their own.
     pub aws_credentials: Option<SharedCredentialsProvider>,
+    /// Values for secret options that the URL and `options` leave unset,
+    /// used only if the transport declares that secret: a way to keep a
+    /// password off the command line.
+    pub fallback_secrets: Vec<(String, String)>,
 }
 
 /// A transport with its resolved target and effective policy, not yet open;
@@ -99,7 +103,21 @@ pub async fn prepare_with(
     url: &Url,
     request: &Request,
 ) -> Result<Prepared, ConnectError> {
-    let resolved = target::resolve(url, transport.description(), &request.options)?;
+    let mut options = request.options.clone();
+    for (name, value) in &request.fallback_secrets {
+        let declared = transport
+            .description()
+            .options
+            .iter()
+            .any(|o| o.secret && o.name == *name);
+        let given = options.iter().any(|(n, _)| n == name)
+            || url.query_pairs().any(|(n, _)| n == name.as_str())
+            || (name == "password" && url.password().is_some());
+        if declared && !given {
+            options.push((name.clone(), value.clone()));
+        }
+    }
+    let resolved = target::resolve(url, transport.description(), &options)?;
     let mut policy = crate::describe::default_policy(transport.description(), &resolved.target)?;
     policy.limits = runtime.limits().clone();
     let mut signers = Signers::default();

@@ -348,6 +348,16 @@ async fn a_wrong_password_and_a_missing_one_are_clear_errors() {
         "{}",
         stderr(&out)
     );
+
+    // RAILBOX_PASSWORD keeps the password off the command line.
+    let home = tempfile::tempdir().unwrap();
+    let out = railbox_tests::railbox(home.path())
+        .args(["run", &format!("serial+tcp://{addr}/"), "--", "id -un"])
+        .env("RAILBOX_PASSWORD", ROOT_PASSWORD)
+        .output()
+        .expect("railbox runs");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(text(&out.stdout), "root\n");
 }
 
 #[tokio::test(flavor = "multi_thread")]
