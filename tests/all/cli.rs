@@ -556,3 +556,33 @@ fn installed_transports_are_found_in_the_transport_path() {
     assert!(stdout(&listed).contains("probe"), "{}", stdout(&listed));
     assert!(stdout(&listed).contains("awsssm"), "{}", stdout(&listed));
 }
+
+#[test]
+fn conformance_reports_what_a_transport_gets_wrong() {
+    let home = tempfile::tempdir().unwrap();
+    let out = railbox(
+        home.path(),
+        &["conformance", "--transport", PROBE, URL, "--json"],
+    );
+    // The probe runs no shell, so most checks must fail, each with a reason.
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let checks = report["checks"].as_array().expect("checks");
+    assert_eq!(checks.len(), 9);
+    let failed = checks.iter().filter(|c| c["passed"] == false).count();
+    assert_eq!(report["failed"], failed);
+    assert!(failed >= 5, "{report:#}");
+    for check in checks.iter().filter(|c| c["passed"] == false) {
+        assert!(!check["detail"].as_str().unwrap().is_empty(), "{check}");
+    }
+
+    let table = railbox(home.path(), &["conformance", "--transport", PROBE, URL]);
+    assert_eq!(code(&table), 1);
+    let text = stdout(&table);
+    assert!(text.contains("FAIL  stderr"), "{text}");
+    assert!(
+        text.trim_end()
+            .ends_with(&format!("{} passed, {failed} failed", 9 - failed)),
+        "{text}"
+    );
+}
