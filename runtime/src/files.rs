@@ -288,7 +288,7 @@ pub async fn remove(session: &mut Session, path: &str, recursive: bool) -> Resul
 /// Read a file in base64 chunks, each one command, then check the whole.
 pub async fn read_by_commands(session: &mut Session, path: &str) -> Result<Vec<u8>, FilesError> {
     use base64::Engine as _;
-    let p = shell_quote(path);
+    let p = shell_quote(&no_dash(path));
     let head = format!(
         "p={p}\n[ -e \"$p\" ] || exit 3\n[ -f \"$p\" ] || exit 4\nwc -c < \"$p\"\n{SHA256_OF_P}"
     );
@@ -307,10 +307,7 @@ pub async fn read_by_commands(session: &mut Session, path: &str) -> Result<Vec<u
     };
     let mut data = Vec::with_capacity(size as usize);
     for index in 0..size.div_ceil(CHUNK as u64) {
-        let chunk = format!(
-            "p={p}\ncase \"$p\" in -*) p=./$p;; esac\n\
-             dd if=\"$p\" bs={CHUNK} skip={index} count=1 2>/dev/null | base64"
-        );
+        let chunk = format!("dd if={p} bs={CHUNK} skip={index} count=1 2>/dev/null | base64");
         let out = script(session, "read", path, &chunk).await?;
         let clean: Vec<u8> = out
             .into_iter()
@@ -342,9 +339,12 @@ pub async fn write_by_commands(
     mode: Option<u32>,
 ) -> Result<(), FilesError> {
     use base64::Engine as _;
-    let p = shell_quote(path);
-    let t = shell_quote(&format!("{path}.railbox-tmp"));
-    script(session, "write", path, &format!("t={t}\n: > \"$t\"")).await?;
+    let path_word = no_dash(path);
+    let p = shell_quote(&path_word);
+    let t = shell_quote(&format!("{path_word}.railbox-tmp"));
+    let open =
+        format!("[ -d {p} ] && {{ echo 'it is a directory' >&2; exit 1; }}\nt={t}\n: > \"$t\"");
+    script(session, "write", path, &open).await?;
     let written = async {
         for chunk in data.chunks(CHUNK) {
             let b64 = base64::engine::general_purpose::STANDARD.encode(chunk);
@@ -368,6 +368,16 @@ pub async fn write_by_commands(
         let _ = session.run(&format!("rm -f -- {t}"), COMMAND_TIMEOUT).await;
     }
     written
+}
+
+/// `path`, with `./` in front if it is relative and starts with `-`, so
+/// that tools without `--` do not take it for an option.
+fn no_dash(path: &str) -> String {
+    if path.starts_with('-') {
+        format!("./{path}")
+    } else {
+        path.to_string()
+    }
 }
 
 /// Lowercase hex SHA-256 of `data`.

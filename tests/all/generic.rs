@@ -145,6 +145,17 @@ async fn file_operations(session: &mut Session, big: usize) {
         files::mkdir(session, &dir)
             .await
             .expect("mkdir twice is fine");
+        let onto_dir = files::write(session, &dir, b"x", None)
+            .await
+            .expect_err("a directory");
+        assert!(onto_dir.to_string().contains("directory"), "{onto_dir}");
+        let onto_dir = files::write_by_commands(session, &dir, b"x", None)
+            .await
+            .expect_err("a directory");
+        assert!(
+            onto_dir.to_string().contains("it is a directory"),
+            "{onto_dir}"
+        );
 
         for (label, data) in [("empty", Vec::new()), ("big", big_data.clone())] {
             let path = format!("{dir}/{name}.{label}");

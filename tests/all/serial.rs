@@ -165,6 +165,10 @@ async fn setup_and_teardown_run_in_the_login_shell() {
             .contains("setup commands failed with status 1"),
         "{err}"
     );
+    // The failed session logged out again; the next one logs in afresh.
+    let mut s = open(&root_url(addr), &[]).await.expect("open");
+    assert_eq!(text(&run(&mut s, "id -un").await.stdout), "root\n");
+    s.close().await.expect("close");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -58,6 +58,7 @@ fn cache_dir() -> PathBuf {
 /// Make the images if they are not cached yet.
 pub fn images() -> Images {
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    // Bump when what build_initrd writes changes, so caches are remade.
     let dir = cache_dir().join("v1");
     let images = Images {
         kernel: dir.join("vmlinuz"),
@@ -231,7 +232,7 @@ impl SerialVm {
             .args(["-serial", "chardev:console"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .expect("starting qemu-system-x86_64 (is qemu-system-x86 installed?)");
         let vm = SerialVm { child, dir };

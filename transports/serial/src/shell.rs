@@ -94,6 +94,8 @@ pub struct Shell<L> {
     /// Whether `$RBXD` names a private directory on the target.
     pub(crate) private_dir: bool,
     reached: Reached,
+    /// Whether the user's setup commands ran, so teardown should.
+    set_up: bool,
     /// Why the console can no longer be used, once that happens.
     broken: Option<String>,
 }
@@ -110,9 +112,14 @@ impl<L: Link> Shell<L> {
             tools: Tools::default(),
             private_dir: false,
             reached,
+            set_up: false,
             broken: None,
         };
-        shell.prepare(deadline + GRACE)?;
+        if let Err(e) = shell.prepare(deadline + GRACE) {
+            // Put the console back (and log out) before reporting.
+            let _ = shell.close();
+            return Err(e);
+        }
         Ok(shell)
     }
 
@@ -169,6 +176,7 @@ impl<L: Link> Shell<L> {
                 )));
             }
         }
+        self.set_up = true;
         Ok(())
     }
 
@@ -336,7 +344,7 @@ impl<L: Link> Shell<L> {
     pub fn close(&mut self) -> Result<(), Error> {
         let deadline = Instant::now() + GRACE;
         if self.broken.is_none() {
-            if let Some(teardown) = self.config.teardown.clone() {
+            if let Some(teardown) = self.config.teardown.clone().filter(|_| self.set_up) {
                 let body = self.eval_body(&teardown, "teardown")?;
                 let raw = self.exec_raw(&format!("{{ {body}; }} 2>&1"), deadline)?;
                 if raw.status != 0 {

@@ -59,8 +59,15 @@ pub fn chunk_lines(payload: &[u8]) -> (Vec<u8>, usize) {
     (out, lines)
 }
 
-/// Shell text that sets `var` to `value` exactly, trailing newlines too.
+/// Shell text that sets `var` to the path `value` exactly, trailing
+/// newlines too. A relative path starting with `-` gets `./` in front, so
+/// no tool takes it for an option.
 fn assign(var: &str, value: &str) -> String {
+    let value = if value.starts_with('-') {
+        format!("./{value}")
+    } else {
+        value.to_string()
+    };
     format!(
         "{var}=$(printf %s {} | base64 -d; printf .); {var}=${{{var}%.}}",
         B64.encode(value)
@@ -140,7 +147,8 @@ impl<L: Link> Shell<L> {
         let deadline = Instant::now() + self.config.line_time(data.len() * 2) * 2;
         let nonce = self.con.link.nonce();
         let set = format!(
-            "{}; RBXT=\"$RBXF.railbox-{nonce}\"; ( : > \"$RBXT\" ) 2>&1",
+            "{}; RBXT=\"$RBXF.railbox-{nonce}\"; ( if [ -d \"$RBXF\" ]; then echo 'is a directory'; \
+             exit 1; fi; : > \"$RBXT\" ) 2>&1",
             assign("RBXF", path)
         );
         self.send_file(&set, path, data, mode, deadline)
@@ -204,8 +212,8 @@ impl<L: Link> Shell<L> {
             };
             let (lines, count) = chunk_lines(packed.as_deref().unwrap_or(chunk));
             let body = format!(
-                "head -n {count} | tr -d '#' | base64 -d{} > \"$RBXT.c\"; set -- $(sha256sum \"$RBXT.c\"); \
-                 [ \"$1\" = {} ] && cat \"$RBXT.c\" >> \"$RBXT\"",
+                "head -n {count} | tr -d '#' | base64 -d{} > \"$RBXT.c\"; set -- $(sha256sum < \"$RBXT.c\"); \
+                 [ \"$1\" = {} ] && cat < \"$RBXT.c\" >> \"$RBXT\"",
                 if packed.is_some() { " | gunzip" } else { "" },
                 sha256_hex(chunk)
             );
@@ -223,7 +231,7 @@ impl<L: Link> Shell<L> {
             None => String::new(),
         };
         let finish = format!(
-            "rm -f \"$RBXT.c\"; set -- $(sha256sum \"$RBXT\"); if [ \"$1\" = {} ]; then \
+            "rm -f \"$RBXT.c\"; set -- $(sha256sum < \"$RBXT\"); if [ \"$1\" = {} ]; then \
              {{ {chmod}mv -f \"$RBXT\" \"$RBXF\"; }} 2>&1; else (exit 99); fi",
             sha256_hex(data)
         );
@@ -250,7 +258,7 @@ impl<L: Link> Shell<L> {
         let deadline = Instant::now() + self.config.line_time(1 << 20);
         let head = format!(
             "{}; if [ -f \"$RBXF\" ] && [ -r \"$RBXF\" ]; then wc -c < \"$RBXF\"; \
-             set -- $(sha256sum \"$RBXF\"); echo \"$1\"; elif [ -d \"$RBXF\" ]; then (exit 2); \
+             set -- $(sha256sum < \"$RBXF\"); echo \"$1\"; elif [ -d \"$RBXF\" ]; then (exit 2); \
              elif [ -e \"$RBXF\" ]; then (exit 3); else (exit 1); fi",
             assign("RBXF", path)
         );
@@ -325,7 +333,9 @@ fn split_chunk(out: &[u8], packed: bool) -> Option<Vec<u8>> {
 fn file_error(path: &str, doing: &str, out: &[u8]) -> Error {
     let message = String::from_utf8_lossy(out).trim().to_string();
     let lower = message.to_ascii_lowercase();
-    if lower.contains("no such file") || lower.contains("nonexistent directory") {
+    if lower.contains("is a directory") {
+        Error::InvalidTarget(format!("{doing} {path}: it is a directory"))
+    } else if lower.contains("no such file") || lower.contains("nonexistent directory") {
         Error::NotFound(format!("{doing} {path}: its directory does not exist"))
     } else if lower.contains("permission denied") || lower.contains("read-only") {
         Error::Denied(format!("{doing} {path}: {message}"))
