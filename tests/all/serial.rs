@@ -175,15 +175,7 @@ async fn setup_and_teardown_run_in_the_login_shell() {
 async fn a_chunk_damaged_on_the_line_is_sent_again() {
     let vm = SerialVm::boot();
     // Noise that no compressor shrinks, so the damage lands in the data.
-    let mut x = 0x2545_f491_4f6c_dd1d_u64;
-    let data: Vec<u8> = (0..256 * 1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect();
+    let data = railbox_tests::noise(256 * 1024, 0x2545_f491_4f6c_dd1d);
 
     // One letter flipped on the way to the console, deep in the upload.
     let up = vm.relay(Line {
