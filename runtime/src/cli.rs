@@ -581,6 +581,12 @@ fn print_output(output: &crate::bindings::types::CommandOutput) {
     let _ = err.write_all(&output.stderr).and_then(|()| err.flush());
 }
 
+/// Upload a script to a private directory, run it, remove the directory
+/// whatever happens, and exit with the script's status.
+///
+/// The script's output is printed when it ends, not as it runs: the
+/// contract's `run` returns output whole, and no transport can hand it over
+/// sooner until the contract gains a streaming call.
 async fn exec(runtime: &Arc<Runtime>, args: ExecArgs) -> Result<u8, Failure> {
     let timeout = parse_timeout(args.timeout)?;
     let script = std::fs::read(&args.script)

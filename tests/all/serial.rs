@@ -402,3 +402,18 @@ async fn the_banner_and_motd_do_not_reach_the_output() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(text(&out.stdout), format!("{BANNER}\n\n"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_linux_without_os_release_is_detected_as_unknown_not_guessed() {
+    let vm = SerialVm::boot();
+    let out = railbox(&["detect", &root_url(vm.tcp(None)), "--json"]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let platform: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(platform["name"], "unknown", "{platform}");
+    assert_eq!(
+        platform["families"],
+        serde_json::json!(["linux", "unix"]),
+        "{platform}"
+    );
+    assert_eq!(platform["arch"], "x86_64", "{platform}");
+}
