@@ -392,6 +392,30 @@ async fn a_user_with_an_awkward_password_logs_in_through_a_pty() {
         .expect("open");
     let out = run(&mut s, "id -un; cd; pwd").await;
     assert_eq!(text(&out.stdout), "guest\n/home/guest\n");
+
+    // The host set the line as the URL asked. (A pty keeps no parity:
+    // Linux forces it off on ptys, so only a real device would show it.)
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&pty.path)
+        .expect("open the pty");
+    let termios = rustix::termios::tcgetattr(&tty).expect("tcgetattr");
+    assert_eq!(termios.output_speed(), 57_600);
+    use rustix::termios::ControlModes;
+    assert!(
+        termios.control_modes.contains(ControlModes::CSTOPB),
+        "two stop bits"
+    );
+    assert!(
+        termios.control_modes.contains(ControlModes::CS8),
+        "eight data bits"
+    );
+    assert!(
+        !termios.control_modes.contains(ControlModes::CRTSCTS),
+        "no hardware flow control"
+    );
+    drop(tty);
     s.close().await.expect("close");
 }
 
