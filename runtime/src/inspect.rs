@@ -270,11 +270,16 @@ pub async fn list(runtime: &Arc<Runtime>, extra: &[PathBuf], as_json: bool) -> R
         );
         println!("    {}", row["summary"].as_str().unwrap_or_default());
         for o in row["options"].as_array().into_iter().flatten() {
+            let mut doc = o["doc"].as_str().unwrap_or_default().to_string();
+            if o["secret"] == true {
+                doc.push_str(" (secret)");
+            } else if let Some(default) = o["default"].as_str() {
+                doc.push_str(&format!(" [default: {default}]"));
+            }
             println!(
-                "    {:<20} {:<8} {}",
+                "    {:<20} {:<8} {doc}",
                 o["name"].as_str().unwrap_or_default(),
                 o["type"].as_str().unwrap_or_default(),
-                o["doc"].as_str().unwrap_or_default()
             );
         }
     }

@@ -555,6 +555,16 @@ fn installed_transports_are_found_in_the_transport_path() {
     let listed = railbox_with(home.path(), &["transports"], &env);
     assert!(stdout(&listed).contains("probe"), "{}", stdout(&listed));
     assert!(stdout(&listed).contains("awsssm"), "{}", stdout(&listed));
+    let serial = stdout(&listed);
+    assert!(serial.contains("serial, serial+tcp"), "{serial}");
+    assert!(
+        serial.contains("[default: 115200]"),
+        "defaults are shown: {serial}"
+    );
+    assert!(
+        serial.contains("never sees it (secret)"),
+        "secrets are marked: {serial}"
+    );
 }
 
 #[test]
