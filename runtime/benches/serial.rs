@@ -5,7 +5,8 @@
 //! fixture's relay, which passes at most 11,520 bytes a second each way (8N1
 //! framing). The figure is payload bytes per second as a fraction of that
 //! raw rate: base64 alone cannot pass 0.75 of it, so random data must come
-//! close to that, and compressible data must beat 1.0.
+//! close to that, and compressible data must beat 1.0. It also times a
+//! command's round trip on that line.
 
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,30 @@ fn main() {
             "{:<40} {:>20.2} s {:>8}",
             "log in and prepare the shell",
             login.as_secs_f64(),
+            "none"
+        );
+
+        // Command round trips: train-serial waits for 750 ms of silence
+        // after every command; markers end a command when it ends.
+        let mut times = Vec::new();
+        for _ in 0..30 {
+            let started = Instant::now();
+            let out = session
+                .run("true", Duration::from_secs(30))
+                .await
+                .expect("run");
+            assert_eq!(out.exit_status, 0);
+            times.push(started.elapsed());
+        }
+        times.sort();
+        println!(
+            "{:<40} {:>22} {:>8}",
+            "run `true`, p50 / p90",
+            format!(
+                "{:.0} / {:.0} ms",
+                times[times.len() / 2].as_secs_f64() * 1e3,
+                times[times.len() * 9 / 10].as_secs_f64() * 1e3
+            ),
             "none"
         );
 

@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use crate::Error;
 use crate::link::Link;
 
-/// Most bytes the console buffers while waiting for one marker.
-pub const MAX_BUFFERED: usize = 64 << 20;
+/// Most bytes the console buffers while waiting for one marker: a
+/// command's output is held whole, twice at the peak, inside a session's
+/// memory (64 MiB under the host's pooling allocator).
+pub const MAX_BUFFERED: usize = 24 << 20;
 
 /// Longest single read wait, so deadlines are checked often.
 const READ_SLICE: Duration = Duration::from_millis(250);
