@@ -210,6 +210,7 @@ fn echo_back(command: &str) -> (Vec<u8>, Vec<u8>, i32) {
             0,
         ),
         "fail" => (Vec::new(), b"it broke\n".to_vec(), 7),
+        "flood" => (vec![b'x'; 25 << 20], Vec::new(), 0),
         other => (format!("ran: {other}\n").into_bytes(), Vec::new(), 0),
     }
 }
@@ -346,4 +347,15 @@ fn chunks_are_comment_lines_and_compress_only_when_it_pays() {
         })
         .collect();
     assert!(maybe_compress(&noise).is_none(), "noise is sent as it is");
+}
+
+#[test]
+fn output_past_the_buffer_limit_is_an_error_not_a_crash() {
+    let fake = Fake::new(Mode::Shell, "", echo_back);
+    let mut shell = Shell::open(fake, config(false)).expect("shell");
+    let err = shell
+        .run("flood", Duration::from_secs(30))
+        .err()
+        .expect("too much");
+    assert!(crate::message(&err).contains("more than 24 MiB"), "{err:?}");
 }
