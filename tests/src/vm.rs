@@ -94,7 +94,7 @@ fn sh(dir: &Path, script: &str) -> String {
 
 fn fetch_kernel(work: &Path) {
     fs::create_dir_all(work.join("out")).expect("out dir");
-    sh(work, "apt-get download -q linux-image-amd64 2>&1");
+    download(work, "linux-image-amd64");
     let depends = sh(work, "dpkg-deb -f linux-image-amd64_*.deb Depends");
     let package = depends
         .split(',')
@@ -102,12 +102,24 @@ fn fetch_kernel(work: &Path) {
         .find(|d| d.starts_with("linux-image-"))
         .unwrap_or_else(|| panic!("linux-image-amd64 depends on no kernel: {depends:?}"))
         .to_string();
-    sh(work, &format!("apt-get download -q {package} 2>&1"));
+    download(work, &package);
     sh(
         work,
         &format!(
             "dpkg-deb --fsys-tarfile {package}_*.deb | tar -x --wildcards './boot/vmlinuz-*'; \
              mv boot/vmlinuz-* out/vmlinuz"
+        ),
+    );
+}
+
+/// `apt-get download`, tried three times: a mirror can fail for a moment.
+fn download(work: &Path, package: &str) {
+    sh(
+        work,
+        &format!(
+            "for i in 1 2 3; do apt-get download -q {package} 2>&1 && exit 0; sleep 5; done; \
+             echo 'apt-get download {package} failed; are the package lists current (apt-get update)?' >&2; \
+             exit 1"
         ),
     );
 }
