@@ -651,8 +651,12 @@ async fn exec(runtime: &Arc<Runtime>, args: ExecArgs) -> Result<u8, Failure> {
         _ = tokio::signal::ctrl_c() => None,
     };
     let Some(outcome) = outcome else {
-        // The interrupted call may have left its session unusable; a new
-        // one removes the directory.
+        // The interrupted call may have left its session unusable, and a
+        // console takes one connection at a time: the old session goes,
+        // and a new one removes the directory. A script that had started
+        // goes on running until the transport's own limit stops it (the
+        // SSM execution timeout; on a console, until it ends).
+        drop(session);
         if let Ok(mut cleanup) = open(runtime, &args.connect, None).await {
             let _ = crate::files::remove(&mut cleanup, &dir, true).await;
             let _ = cleanup.close().await;
