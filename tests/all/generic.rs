@@ -347,3 +347,50 @@ async fn run_wraps_commands_with_a_directory_environment_and_user() {
         "guest|/home/guest|it's $(here)\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_exec_removes_the_script_directory() {
+    let emu = awsssm::emulator(awsssm::config()).await;
+    let home = tempfile::tempdir().unwrap();
+    // The emulated instance runs on this machine, so the script can say
+    // where it runs through a file the test reads.
+    let seen = home.path().join("script-dir");
+    let script = home.path().join("slow.sh");
+    std::fs::write(&script, "#!/bin/sh\ndirname \"$0\" > \"$1\"\nsleep 30\n").unwrap();
+    let mut cmd = railbox_tests::railbox(home.path());
+    cmd.args([
+        "exec",
+        "awsssm://node-1/",
+        script.to_str().unwrap(),
+        seen.to_str().unwrap(),
+    ])
+    .env("AWS_ENDPOINT_URL_SSM", emu.endpoint_url())
+    .env("AWS_REGION", emu.region())
+    .env("AWS_ACCESS_KEY_ID", DEFAULT_ACCESS_KEY_ID)
+    .env("AWS_SECRET_ACCESS_KEY", DEFAULT_SECRET_ACCESS_KEY);
+    let child = tokio::process::Command::from(cmd)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("railbox runs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !seen.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the script never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("interrupted; the script's directory was removed"),
+        "{}",
+        stderr(&out)
+    );
+    let dir = std::fs::read_to_string(&seen).unwrap();
+    let dir = dir.trim();
+    assert!(dir.starts_with("/tmp/railbox-exec."), "{dir}");
+    assert!(!Path::new(dir).exists(), "{dir} is gone");
+}
