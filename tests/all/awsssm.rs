@@ -44,16 +44,22 @@ async fn railbox_with_secret(
     secret: &str,
     args: &[&str],
 ) -> Output {
-    let mut cmd = railbox_tests::railbox(home);
-    cmd.args(args)
-        .env("AWS_ENDPOINT_URL_SSM", emulator.endpoint_url())
-        .env("AWS_REGION", emulator.region())
-        .env("AWS_ACCESS_KEY_ID", DEFAULT_ACCESS_KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", secret);
+    let mut cmd = railbox_command(home, emulator);
+    cmd.args(args).env("AWS_SECRET_ACCESS_KEY", secret);
     tokio::process::Command::from(cmd)
         .output()
         .await
         .expect("railbox runs")
+}
+
+/// A `railbox` command with the emulator as its SSM endpoint.
+pub(crate) fn railbox_command(home: &Path, emulator: &EmulatorHandle) -> std::process::Command {
+    let mut cmd = railbox_tests::railbox(home);
+    cmd.env("AWS_ENDPOINT_URL_SSM", emulator.endpoint_url())
+        .env("AWS_REGION", emulator.region())
+        .env("AWS_ACCESS_KEY_ID", DEFAULT_ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", DEFAULT_SECRET_ACCESS_KEY);
+    cmd
 }
 
 pub(crate) async fn railbox(home: &Path, emulator: &EmulatorHandle, args: &[&str]) -> Output {

@@ -357,17 +357,13 @@ async fn an_interrupted_exec_removes_the_script_directory() {
     let seen = home.path().join("script-dir");
     let script = home.path().join("slow.sh");
     std::fs::write(&script, "#!/bin/sh\ndirname \"$0\" > \"$1\"\nsleep 30\n").unwrap();
-    let mut cmd = railbox_tests::railbox(home.path());
+    let mut cmd = awsssm::railbox_command(home.path(), &emu);
     cmd.args([
         "exec",
         "awsssm://node-1/",
         script.to_str().unwrap(),
         seen.to_str().unwrap(),
-    ])
-    .env("AWS_ENDPOINT_URL_SSM", emu.endpoint_url())
-    .env("AWS_REGION", emu.region())
-    .env("AWS_ACCESS_KEY_ID", DEFAULT_ACCESS_KEY_ID)
-    .env("AWS_SECRET_ACCESS_KEY", DEFAULT_SECRET_ACCESS_KEY);
+    ]);
     let child = tokio::process::Command::from(cmd)
         .stderr(Stdio::piped())
         .spawn()
