@@ -5,8 +5,11 @@
 //! The command is handed to a new `sh -c` as one quoted word, so its own
 //! quoting, pipes and `;` work as written under sudo or su too. sudo runs
 //! with `-n`: it fails at once rather than waiting for a password no one
-//! can type. A sudo password is not supported: it would have to reach
-//! sudo's stdin, which none of the transports gives a command.
+//! can type. A sudo password is not supported. A command over SSM has no
+//! terminal for sudo to ask on. On a serial console sudo asks on the
+//! console itself, so the serial transport could answer with the host's
+//! `write-secret`; that is not built, because the test VM's busybox has no
+//! sudo to check it against.
 
 use crate::files::shell_quote;
 
