@@ -111,9 +111,9 @@ impl byte_stream::HostConnection for SessionState {
                 "no secret option {name:?} was given"
             ))));
         };
-        let bytes = secret.as_bytes().to_vec();
+        let bytes = zeroize::Zeroizing::new(secret.as_bytes().to_vec());
         let conn = self.table.get_mut(&conn)?;
-        let written = conn.write(bytes).await;
+        let written = conn.write_secret(&bytes).await;
         tracing::debug!(option = %name, "wrote a secret into the stream");
         Ok(written)
     }

@@ -4,6 +4,14 @@
 //! The transport cannot pick an address; it asks to open "the" stream, and the
 //! host opens what the policy grants. Secrets such as a console password are
 //! written into the stream by the host, so the transport never reads them.
+//!
+//! A console may echo what it is sent, so once a secret has been written,
+//! every copy of it in what the stream returns is replaced by `*`s, and
+//! bytes that could be the start of one are held back until what follows
+//! shows they are not. That stops the plain echo. It cannot stop a
+//! transport that has a shell print the secret transformed (reversed,
+//! encoded); the only defence there is that a transport is audited and
+//! pinned, and the policy names what it may reach.
 
 use std::io::{Read as _, Write as _};
 use std::sync::{Arc, Mutex};
@@ -25,6 +33,10 @@ const MAX_READ_WAIT: Duration = Duration::from_secs(600);
 /// An open byte stream, held in the session's resource table.
 pub struct Connection {
     backend: Backend,
+    /// Secrets written into this stream, to be scrubbed from its echo.
+    written_secrets: Vec<zeroize::Zeroizing<Vec<u8>>>,
+    /// Bytes read that may begin a secret, not yet given to the transport.
+    held: zeroize::Zeroizing<Vec<u8>>,
 }
 
 enum Backend {
@@ -53,11 +65,39 @@ impl Connection {
             }
         };
         tracing::info!(stream = %grant, "byte stream opened");
-        Ok(Connection { backend })
+        Ok(Connection {
+            backend,
+            written_secrets: Vec::new(),
+            held: Default::default(),
+        })
     }
 
-    /// Read up to `max` bytes, waiting at most `wait` for the first.
+    /// Write a secret's value, and scrub it from what the stream returns
+    /// from now on.
+    pub async fn write_secret(&mut self, secret: &[u8]) -> Result<(), Error> {
+        self.write(secret.to_vec()).await?;
+        if !secret.is_empty() && !self.written_secrets.iter().any(|s| s.as_slice() == secret) {
+            self.written_secrets
+                .push(zeroize::Zeroizing::new(secret.to_vec()));
+        }
+        Ok(())
+    }
+
+    /// Read up to `max` bytes, waiting at most `wait` for the first, with
+    /// written secrets scrubbed.
     pub async fn read(&mut self, max: u32, wait: Duration) -> Result<Vec<u8>, Error> {
+        let data = self.read_raw(max, wait).await?;
+        if self.written_secrets.is_empty() {
+            return Ok(data);
+        }
+        let mut buf = std::mem::take(&mut *self.held);
+        buf.extend_from_slice(&data);
+        let keep = scrub(&mut buf, &self.written_secrets);
+        *self.held = buf.split_off(buf.len() - keep);
+        Ok(buf)
+    }
+
+    async fn read_raw(&mut self, max: u32, wait: Duration) -> Result<Vec<u8>, Error> {
         let max = max.clamp(1, MAX_READ) as usize;
         let wait = wait.min(MAX_READ_WAIT);
         match &mut self.backend {
@@ -132,6 +172,30 @@ impl Connection {
     }
 }
 
+/// Replace every copy of a secret in `buf` with `*`s, and return how many
+/// bytes at its end could be the start of one (to hold back).
+fn scrub(buf: &mut [u8], secrets: &[zeroize::Zeroizing<Vec<u8>>]) -> usize {
+    for secret in secrets {
+        let mut at = 0;
+        while let Some(i) = buf[at..]
+            .windows(secret.len())
+            .position(|w| w == secret.as_slice())
+        {
+            let start = at + i;
+            buf[start..start + secret.len()].fill(b'*');
+            at = start + secret.len();
+        }
+    }
+    let longest = secrets.iter().map(|s| s.len()).max().unwrap_or(0);
+    (1..longest.min(buf.len() + 1))
+        .rev()
+        .find(|&k| {
+            let tail = &buf[buf.len() - k..];
+            secrets.iter().any(|s| k < s.len() && s.starts_with(tail))
+        })
+        .unwrap_or(0)
+}
+
 async fn open_serial(
     path: &str,
     settings: Option<LineSettings>,
@@ -192,4 +256,37 @@ async fn blocking<T: Send + 'static>(
 
 fn poisoned() -> Error {
     Error::Io("the serial port is unusable after an earlier failure".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets(list: &[&str]) -> Vec<zeroize::Zeroizing<Vec<u8>>> {
+        list.iter()
+            .map(|s| zeroize::Zeroizing::new(s.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn echoed_secrets_are_masked() {
+        let mut buf = b"Password: hunter2\r\nwelcome hunter2!".to_vec();
+        assert_eq!(scrub(&mut buf, &secrets(&["hunter2"])), 0);
+        assert_eq!(buf, b"Password: *******\r\nwelcome *******!");
+    }
+
+    #[test]
+    fn a_possible_start_of_a_secret_is_held_back() {
+        let s = secrets(&["hunter2"]);
+        let mut buf = b"echo: hunt".to_vec();
+        assert_eq!(
+            scrub(&mut buf, &s),
+            4,
+            "\"hunt\" may go on to be the secret"
+        );
+        let mut buf = b"echo: hunt!".to_vec();
+        assert_eq!(scrub(&mut buf, &s), 0, "\"hunt!\" cannot");
+        let mut buf = b"plain text\n".to_vec();
+        assert_eq!(scrub(&mut buf, &s), 0);
+    }
 }

@@ -403,3 +403,48 @@ async fn pooled_sessions_are_isolated_too() {
         .unwrap();
     assert_eq!(out.stdout, b"alive\n");
 }
+
+/// A console that echoes is the easy way to read a secret back; the host
+/// scrubs every copy of it from the stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_echoed_secret_comes_back_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime_in(dir.path(), Limits::default());
+    let peer = railbox_tests::StreamPeer::start_echoing(b"Password: ").await;
+    let url = format!("probe+tcp://root:hunter2@{}/?region=us-east-1", peer.addr);
+    let mut session = open_probe(&runtime, &url).await.expect("open");
+    let greeting = session
+        .run("stream-read", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(greeting.stdout, b"Password: ");
+    session
+        .run("stream-secret password", Duration::from_secs(10))
+        .await
+        .unwrap();
+    session
+        .run("stream-write !", Duration::from_secs(10))
+        .await
+        .unwrap();
+    // A read can come back empty while the start of the secret is held.
+    let mut echoed = Vec::new();
+    for _ in 0..10 {
+        let out = session
+            .run("stream-read", Duration::from_secs(10))
+            .await
+            .unwrap();
+        echoed.extend_from_slice(&out.stdout);
+        if echoed.len() >= 8 {
+            break;
+        }
+    }
+    assert_eq!(
+        echoed, b"*******!",
+        "the secret is masked, what follows is not"
+    );
+    assert_eq!(
+        peer.received(),
+        b"hunter2!",
+        "the console got the real secret"
+    );
+}

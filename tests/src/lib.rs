@@ -169,6 +169,16 @@ pub struct StreamPeer {
 impl StreamPeer {
     /// Start on 127.0.0.1, port 0.
     pub async fn start(greeting: &'static [u8]) -> StreamPeer {
+        StreamPeer::serve(greeting, false).await
+    }
+
+    /// Start one that also echoes back what it receives, as a console with
+    /// echo on does.
+    pub async fn start_echoing(greeting: &'static [u8]) -> StreamPeer {
+        StreamPeer::serve(greeting, true).await
+    }
+
+    async fn serve(greeting: &'static [u8], echo: bool) -> StreamPeer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -184,6 +194,9 @@ impl StreamPeer {
                             break;
                         }
                         log.lock().expect("log").extend_from_slice(&chunk[..n]);
+                        if echo && sock.write_all(&chunk[..n]).await.is_err() {
+                            break;
+                        }
                     }
                 });
             }
