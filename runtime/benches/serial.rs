@@ -11,9 +11,10 @@
 use std::time::{Duration, Instant};
 
 use railbox::connect::{self, Request};
+use railbox::files::hex_sha256;
 use railbox::{Runtime, RuntimeConfig};
+use railbox_tests::noise;
 use railbox_tests::vm::{LINE_115200, ROOT_PASSWORD, SerialVm};
-use railbox_tests::{noise, sha256_hex};
 
 const SIZE: usize = 1 << 20;
 
@@ -96,7 +97,7 @@ fn main() {
                 .expect("sha256sum");
             let sum = String::from_utf8_lossy(&check.stdout).into_owned();
             assert!(
-                sum.starts_with(&sha256_hex(&data)),
+                sum.starts_with(&hex_sha256(&data)),
                 "the upload arrived intact"
             );
             let rate = SIZE as f64 / took.as_secs_f64();

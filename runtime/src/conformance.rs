@@ -152,10 +152,12 @@ async fn mebibyte(session: &mut Session) -> Outcome {
     }
 }
 
-async fn file_kinds(session: &mut Session) -> Outcome {
+/// Make a scratch directory on the target, run `fill` in it, and return
+/// its path; the caller removes it.
+async fn scratch(session: &mut Session, fill: &str) -> Result<String, String> {
     let made = run_ok(
         session,
-        "d=$(mktemp -d) && cd \"$d\" && : > file && mkdir dir && ln -s file link && printf %s \"$d\"",
+        &format!("d=$(mktemp -d) && cd \"$d\" && {fill} && printf %s \"$d\""),
     )
     .await?;
     let dir = String::from_utf8_lossy(&made.stdout).trim().to_string();
@@ -165,6 +167,11 @@ async fn file_kinds(session: &mut Session) -> Outcome {
             String::from_utf8_lossy(&made.stderr)
         ));
     }
+    Ok(dir)
+}
+
+async fn file_kinds(session: &mut Session) -> Outcome {
+    let dir = scratch(session, ": > file && mkdir dir && ln -s file link").await?;
     let result = async {
         for (name, want) in [
             ("file", Some(FileKind::File)),
@@ -200,11 +207,7 @@ async fn binary_round_trip(session: &mut Session) -> Outcome {
         x ^= x << 17;
         (x >> 40) as u8
     }));
-    let dir = run_ok(session, "mktemp -d").await?;
-    let dir = String::from_utf8_lossy(&dir.stdout).trim().to_string();
-    if !dir.starts_with('/') {
-        return Err("could not make a scratch directory".into());
-    }
+    let dir = scratch(session, "true").await?;
     let path = format!("{dir}/binary 'round' trip");
     let result = async {
         files::write(session, &path, &data, Some(0o600))

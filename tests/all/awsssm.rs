@@ -322,6 +322,27 @@ async fn a_wrong_secret_key_fails_clearly_without_a_retry_storm() {
     );
 }
 
+/// A library request for `node-N` of the emulator, with the credentials
+/// the tool holds itself instead of the standard chain.
+pub(crate) fn library_request(emu: &EmulatorHandle, node: u32) -> Request {
+    let credentials = Credentials::new(
+        DEFAULT_ACCESS_KEY_ID,
+        DEFAULT_SECRET_ACCESS_KEY,
+        None,
+        None,
+        "tests",
+    );
+    Request {
+        url: format!(
+            "awsssm://node-{node}/?region={}&endpoint={}",
+            emu.region(),
+            emu.endpoint_url()
+        ),
+        aws_credentials: Some(SharedCredentialsProvider::new(credentials)),
+        ..Request::default()
+    }
+}
+
 /// The library path: a tool that holds its own credentials and many
 /// sessions in one process.
 #[tokio::test(flavor = "multi_thread")]
@@ -334,24 +355,9 @@ async fn the_library_runs_sessions_side_by_side() {
         ..railbox::RuntimeConfig::default()
     })
     .unwrap();
-    let credentials = Credentials::new(
-        DEFAULT_ACCESS_KEY_ID,
-        DEFAULT_SECRET_ACCESS_KEY,
-        None,
-        None,
-        "tests",
-    );
     let mut sessions: Vec<Session> = Vec::new();
     for node in 1..=3 {
-        let request = Request {
-            url: format!(
-                "awsssm://node-{node}/?region={}&endpoint={}",
-                emu.region(),
-                emu.endpoint_url()
-            ),
-            aws_credentials: Some(SharedCredentialsProvider::new(credentials.clone())),
-            ..Request::default()
-        };
+        let request = library_request(&emu, node);
         let (_, session) = connect::connect(&runtime, &request, None)
             .await
             .expect("open");

@@ -8,50 +8,20 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
 use railbox::Session;
-use railbox::connect::{self, Request};
+use railbox::connect;
 use railbox::files::{self, FileKind};
 use railbox::limits::Limits;
-use railbox_tests::vm::{ROOT_PASSWORD, SerialVm};
-use ssm_emulator::{DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, EmulatorHandle};
+use railbox_tests::vm::SerialVm;
+use ssm_emulator::EmulatorHandle;
 
-use crate::awsssm;
 use crate::support::{code, stderr};
+use crate::{awsssm, serial};
 
 async fn emulator_session(emu: &EmulatorHandle) -> Session {
     let dir = tempfile::tempdir().unwrap();
     let runtime = railbox_tests::runtime_in(dir.path(), Limits::default());
-    let credentials = Credentials::new(
-        DEFAULT_ACCESS_KEY_ID,
-        DEFAULT_SECRET_ACCESS_KEY,
-        None,
-        None,
-        "tests",
-    );
-    let request = Request {
-        url: format!(
-            "awsssm://node-1/?region={}&endpoint={}",
-            emu.region(),
-            emu.endpoint_url()
-        ),
-        aws_credentials: Some(SharedCredentialsProvider::new(credentials)),
-        ..Request::default()
-    };
-    connect::connect(&runtime, &request, None)
-        .await
-        .expect("open")
-        .1
-}
-
-async fn serial_session(url: &str) -> Session {
-    let dir = tempfile::tempdir().unwrap();
-    let runtime = railbox_tests::runtime_in(dir.path(), Limits::default());
-    let request = Request {
-        url: url.to_string(),
-        ..Request::default()
-    };
+    let request = awsssm::library_request(emu, 1);
     connect::connect(&runtime, &request, None)
         .await
         .expect("open")
@@ -59,7 +29,7 @@ async fn serial_session(url: &str) -> Session {
 }
 
 fn serial_url(vm: &SerialVm) -> String {
-    format!("serial+tcp://root:{ROOT_PASSWORD}@{}/", vm.tcp(None))
+    serial::root_url(vm.tcp(None))
 }
 
 /// `railbox ARGS` against a serial console, with `stdin` fed in.
@@ -235,7 +205,7 @@ async fn file_operations_on_hostile_paths_through_awsssm() {
 #[tokio::test(flavor = "multi_thread")]
 async fn file_operations_on_hostile_paths_through_serial() {
     let vm = SerialVm::boot();
-    let mut session = serial_session(&serial_url(&vm)).await;
+    let mut session = serial::open(&serial_url(&vm), &[]).await.expect("open");
     file_operations(&mut session, 3 << 20).await;
     session.close().await.unwrap();
 }

@@ -14,19 +14,21 @@ use railbox_tests::vm::{BANNER, GUEST_PASSWORD, GUEST_USER, Line, ROOT_PASSWORD,
 use crate::support::{code, stderr};
 
 /// The console's URL as root, with the password in it.
-fn root_url(addr: std::net::SocketAddr) -> String {
+pub(crate) fn root_url(addr: std::net::SocketAddr) -> String {
     format!("serial+tcp://root:{ROOT_PASSWORD}@{addr}/")
 }
 
-/// `railbox ARGS` in its own home, off the async runtime.
+/// `railbox ARGS` in its own home.
 async fn railbox(args: &[&str]) -> Output {
     let home = tempfile::tempdir().unwrap();
-    let cmd = railbox_tests::railbox(home.path()).args(args).output();
-    cmd.expect("railbox runs")
+    crate::support::railbox(home.path(), args)
 }
 
 /// A library session to `url`.
-async fn open(url: &str, options: &[(&str, &str)]) -> Result<Session, connect::ConnectError> {
+pub(crate) async fn open(
+    url: &str,
+    options: &[(&str, &str)],
+) -> Result<Session, connect::ConnectError> {
     let dir = tempfile::tempdir().unwrap();
     let runtime = railbox_tests::runtime_in(dir.path(), Limits::default());
     let request = Request {
@@ -187,7 +189,7 @@ async fn a_chunk_damaged_on_the_line_is_sent_again() {
         .await
         .expect("upload survives noise");
     let sum = run(&mut s, "sha256sum /tmp/noisy").await;
-    assert!(text(&sum.stdout).starts_with(&railbox_tests::sha256_hex(&data)));
+    assert!(text(&sum.stdout).starts_with(&railbox::files::hex_sha256(&data)));
     assert_eq!(up.damaged(), 1, "the relay damaged the upload");
     s.close().await.expect("close");
 

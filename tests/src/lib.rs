@@ -210,12 +210,6 @@ impl StreamPeer {
     }
 }
 
-/// Lowercase hex SHA-256 of `data`, as `sha256sum` prints it.
-pub fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(data))
-}
-
 /// `len` bytes that no compressor shrinks (xorshift from `seed`), the same
 /// for the same seed.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
